@@ -1,0 +1,70 @@
+//! The engine's one error type. Every variant names what was wrong (parameter, file) and the bad value,
+//! so the CLI can print it as one line and the app can show it next to the field that caused it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "ONNX Runtime library not found (looked in: {}). Run `npm run setup` in the repository, put the library next to the executable, or set ORT_DYLIB_PATH to libonnxruntime",
+        .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    RuntimeNotFound { searched: Vec<PathBuf> },
+
+    #[error("could not load ONNX Runtime from {path}: {reason}")]
+    RuntimeLoad { path: PathBuf, reason: String },
+
+    #[error("model folder {path} does not exist or is not a folder")]
+    ModelFolderNotFound { path: PathBuf },
+
+    #[error("model folder {folder} has no {component}: expected {expected}")]
+    MissingComponent { folder: PathBuf, component: &'static str, expected: PathBuf },
+
+    #[error("{path} could not be loaded as an ONNX model: {reason}")]
+    InvalidModelFile { path: PathBuf, reason: String },
+
+    #[error("{path} is not valid: {reason}")]
+    InvalidConfigFile { path: PathBuf, reason: String },
+
+    #[error("model {folder} is inconsistent: {detail}")]
+    IncompatibleComponents { folder: PathBuf, detail: String },
+
+    #[error("{component} input or output {name:?} is unsupported: {detail}")]
+    UnsupportedModelIo { component: &'static str, name: String, detail: String },
+
+    #[error("invalid {name}: {value} ({reason})")]
+    InvalidParameter { name: &'static str, value: String, reason: String },
+
+    #[error("unknown sampler {name:?}; known samplers: {known}")]
+    UnknownSampler { name: String, known: String },
+
+    #[error("{stage} failed in ONNX Runtime: {reason}")]
+    Inference { stage: &'static str, reason: String },
+
+    #[error("{stage} produced non-finite values (NaN or infinity)")]
+    NonFinite { stage: &'static str },
+
+    #[error("generation cancelled")]
+    Cancelled,
+
+    #[error("could not write {path}: {reason}")]
+    WriteFile { path: PathBuf, reason: String },
+
+    #[error("could not read {path}: {reason}")]
+    ReadFile { path: PathBuf, reason: String },
+
+    #[error("invalid generation parameters text: {reason}")]
+    InvalidParametersText { reason: String },
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    pub(crate) fn parameter(name: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
+        EngineError::InvalidParameter { name, value: value.to_string(), reason: reason.into() }
+    }
+
+    pub(crate) fn inference(stage: &'static str, error: impl std::fmt::Display) -> Self {
+        EngineError::Inference { stage, reason: error.to_string() }
+    }
+}

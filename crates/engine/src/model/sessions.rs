@@ -1,0 +1,309 @@
+//! ONNX Runtime sessions for the model's parts, each checking at load time that its inputs are the ones the
+//! pipeline can feed, and converting between the pipeline's f32 arrays and the model's types when it runs.
+
+use std::path::Path;
+
+use ndarray::{Array2, Array3, ArrayD, Ix3};
+use ort::session::Session;
+use serde::Serialize;
+
+use super::folder::{ComponentFiles, ModelFolder};
+use super::io::{self, ElementType, TensorSpec};
+use crate::error::{EngineError, Result};
+use crate::runtime::Runtime;
+use crate::schedulers::SchedulerConfig;
+use crate::text::ClipTokenizer;
+
+/// A session with its IO read from the model.
+struct ComponentSession {
+    component: &'static str,
+    session: Session,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl ComponentSession {
+    fn load(runtime: &Runtime, component: &'static str, files: &ComponentFiles) -> Result<ComponentSession> {
+        let session = runtime.session_builder()?.commit_from_file(&files.model).map_err(|e| {
+            let mut reason = e.to_string();
+            if !files.external_data.is_empty() {
+                let names: Vec<String> = files.external_data.iter().map(|p| p.display().to_string()).collect();
+                reason.push_str(&format!(" (weights in {}: missing or truncated?)", names.join(", ")));
+            }
+            EngineError::InvalidModelFile { path: files.model.clone(), reason }
+        })?;
+        let inputs = session.inputs().iter().map(TensorSpec::from_outlet).collect();
+        let outputs = session.outputs().iter().map(TensorSpec::from_outlet).collect();
+        Ok(ComponentSession { component, session, inputs, outputs })
+    }
+
+    fn input(&self, name: &str) -> Result<&TensorSpec> {
+        self.inputs.iter().find(|spec| spec.name == name).ok_or_else(|| EngineError::UnsupportedModelIo {
+            component: self.component,
+            name: name.to_string(),
+            detail: format!(
+                "the model has no such input (its inputs: {})",
+                self.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+
+    fn first_output(&self) -> Result<&TensorSpec> {
+        self.outputs.first().ok_or_else(|| EngineError::UnsupportedModelIo {
+            component: self.component,
+            name: String::new(),
+            detail: "the model has no outputs".into(),
+        })
+    }
+
+    fn expect_rank(&self, spec: &TensorSpec, rank: usize) -> Result<()> {
+        if spec.rank() == rank {
+            return Ok(());
+        }
+        Err(EngineError::UnsupportedModelIo {
+            component: self.component,
+            name: spec.name.clone(),
+            detail: format!("expected rank {rank}, the model declares {spec}"),
+        })
+    }
+
+    /// Runs with named inputs and returns the output `output` as f32.
+    fn run(&mut self, inputs: Vec<(String, ort::value::DynValue)>, output: &str) -> Result<ArrayD<f32>> {
+        let component = self.component;
+        let outputs = self.session.run(inputs).map_err(|e| EngineError::inference(component, e))?;
+        let value = outputs
+            .get(output)
+            .ok_or_else(|| EngineError::inference(component, format!("the model returned no output {output}")))?;
+        io::float_output(component, value, output)
+    }
+
+    fn describe(&self) -> ComponentInfo {
+        ComponentInfo { inputs: self.inputs.clone(), outputs: self.outputs.clone() }
+    }
+}
+
+pub struct TextEncoderSession {
+    session: ComponentSession,
+    input_ids: TensorSpec,
+    output: String,
+    hidden_size: Option<usize>,
+}
+
+impl TextEncoderSession {
+    fn load(runtime: &Runtime, files: &ComponentFiles) -> Result<TextEncoderSession> {
+        let session = ComponentSession::load(runtime, "text_encoder", files)?;
+        let input_ids = session.input("input_ids")?.clone();
+        session.expect_rank(&input_ids, 2)?;
+        if !matches!(input_ids.dtype, ElementType::Int32 | ElementType::Int64) {
+            return Err(EngineError::UnsupportedModelIo {
+                component: "text_encoder",
+                name: input_ids.name,
+                detail: format!("token ids must be int32 or int64, the model declares {}", input_ids.dtype),
+            });
+        }
+        let output = session
+            .outputs
+            .iter()
+            .find(|spec| spec.name == "last_hidden_state")
+            .map_or(session.first_output()?, |spec| spec)
+            .clone();
+        session.expect_rank(&output, 3)?;
+        Ok(TextEncoderSession { hidden_size: output.fixed_dim(2), output: output.name, input_ids, session })
+    }
+
+    /// Hidden states `[batch, tokens, width]` for rows of token ids.
+    pub fn encode(&mut self, ids: &Array2<i64>) -> Result<Array3<f32>> {
+        let value = io::int_input("text_encoder", &self.input_ids, ids.clone().into_dyn())?;
+        let hidden = self.session.run(vec![(self.input_ids.name.clone(), value)], &self.output.clone())?;
+        hidden
+            .into_dimensionality::<Ix3>()
+            .map_err(|e| EngineError::inference("text_encoder", format!("unexpected output shape: {e}")))
+    }
+}
+
+pub struct UnetSession {
+    session: ComponentSession,
+    sample: TensorSpec,
+    timestep: TensorSpec,
+    encoder_hidden_states: TensorSpec,
+    output: String,
+}
+
+impl UnetSession {
+    fn load(runtime: &Runtime, files: &ComponentFiles) -> Result<UnetSession> {
+        let session = ComponentSession::load(runtime, "unet", files)?;
+        let sample = session.input("sample")?.clone();
+        session.expect_rank(&sample, 4)?;
+        let timestep = session.input("timestep")?.clone();
+        // io::timestep_input checks the timestep's rank and type when it builds the value; check it here too so a
+        // model that cannot run is refused at load time.
+        io::timestep_input(&timestep, 0.0, 1)?;
+        let encoder_hidden_states = session.input("encoder_hidden_states")?.clone();
+        session.expect_rank(&encoder_hidden_states, 3)?;
+        let output = session.first_output()?.name.clone();
+        Ok(UnetSession { session, sample, timestep, encoder_hidden_states, output })
+    }
+
+    /// Latent channels the UNet takes: 4 for text-to-image models, 9 for inpainting models.
+    pub fn in_channels(&self) -> Option<usize> {
+        self.sample.fixed_dim(1)
+    }
+
+    pub fn context_width(&self) -> Option<usize> {
+        self.encoder_hidden_states.fixed_dim(2)
+    }
+
+    /// The model's noise prediction for `sample` at `timestep`.
+    pub fn predict(&mut self, sample: &ArrayD<f32>, timestep: f64, context: &Array3<f32>) -> Result<ArrayD<f32>> {
+        let batch = sample.shape()[0];
+        let inputs = vec![
+            (self.sample.name.clone(), io::float_input("unet", &self.sample, sample.view())?),
+            (self.timestep.name.clone(), io::timestep_input(&self.timestep, timestep, batch)?),
+            (
+                self.encoder_hidden_states.name.clone(),
+                io::float_input("unet", &self.encoder_hidden_states, context.view().into_dyn())?,
+            ),
+        ];
+        let output = self.output.clone();
+        self.session.run(inputs, &output)
+    }
+}
+
+pub struct VaeDecoderSession {
+    session: ComponentSession,
+    latent: TensorSpec,
+    output: String,
+}
+
+impl VaeDecoderSession {
+    fn load(runtime: &Runtime, files: &ComponentFiles) -> Result<VaeDecoderSession> {
+        let session = ComponentSession::load(runtime, "vae_decoder", files)?;
+        let latent = session.input("latent_sample")?.clone();
+        session.expect_rank(&latent, 4)?;
+        let output = session.first_output()?.name.clone();
+        Ok(VaeDecoderSession { session, latent, output })
+    }
+
+    pub fn latent_channels(&self) -> Option<usize> {
+        self.latent.fixed_dim(1)
+    }
+
+    /// Images in [-1, 1], `[batch, 3, height, width]`, from unscaled latents.
+    pub fn decode(&mut self, latents: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+        let value = io::float_input("vae_decoder", &self.latent, latents.view())?;
+        let output = self.output.clone();
+        self.session.run(vec![(self.latent.name.clone(), value)], &output)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentInfo {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+/// What `pigment models inspect` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub folder: ModelFolder,
+    pub text_encoder: ComponentInfo,
+    pub unet: ComponentInfo,
+    pub vae_decoder: ComponentInfo,
+    pub unet_in_channels: Option<usize>,
+    pub inpainting: bool,
+    pub context_width: Option<usize>,
+    /// The scheduler configuration as read (or SD 1.x's defaults when the folder has none).
+    pub scheduler: String,
+    pub execution_provider: String,
+}
+
+/// Everything txt2img needs, loaded once and kept between generations.
+pub struct LoadedModel {
+    pub folder: ModelFolder,
+    pub tokenizer: ClipTokenizer,
+    pub text_encoder: TextEncoderSession,
+    pub unet: UnetSession,
+    pub vae_decoder: VaeDecoderSession,
+    pub scheduler_config: SchedulerConfig,
+    /// "Model hash" in the PNG metadata: see [`unet_hash`].
+    pub hash: String,
+    execution_provider: String,
+}
+
+impl LoadedModel {
+    pub fn load(runtime: &Runtime, folder: ModelFolder) -> Result<LoadedModel> {
+        let tokenizer = ClipTokenizer::from_folder(&folder.tokenizer)?;
+        let scheduler_config = match &folder.scheduler_config {
+            Some(path) => SchedulerConfig::from_file(path)?,
+            None => SchedulerConfig::default(),
+        };
+        let text_encoder = TextEncoderSession::load(runtime, &folder.text_encoder)?;
+        let unet = UnetSession::load(runtime, &folder.unet)?;
+        let vae_decoder = VaeDecoderSession::load(runtime, &folder.vae_decoder)?;
+        let hash = unet_hash(&folder.unet.model)?;
+        let model = LoadedModel {
+            hash,
+            folder,
+            tokenizer,
+            text_encoder,
+            unet,
+            vae_decoder,
+            scheduler_config,
+            execution_provider: runtime.providers().to_string(),
+        };
+        model.check_consistency()?;
+        Ok(model)
+    }
+
+    pub fn open(runtime: &Runtime, path: &Path) -> Result<LoadedModel> {
+        LoadedModel::load(runtime, ModelFolder::open(path)?)
+    }
+
+    /// The parts must fit together: the text encoder's width is the UNet's context width, the UNet's output
+    /// channels are the VAE's latent channels.
+    fn check_consistency(&self) -> Result<()> {
+        let mismatch =
+            |detail: String| EngineError::IncompatibleComponents { folder: self.folder.root.clone(), detail };
+        if let (Some(text), Some(unet)) = (self.text_encoder.hidden_size, self.unet.context_width())
+            && text != unet
+        {
+            return Err(mismatch(format!(
+                "the text encoder gives {text}-wide embeddings but the UNet expects encoder_hidden_states {unet} wide"
+            )));
+        }
+        // 4 latent channels for text-to-image UNets, 2 * 4 + 1 for inpainting ones (latents, masked image, mask).
+        if let (Some(unet), Some(vae)) = (self.unet.in_channels(), self.vae_decoder.latent_channels())
+            && unet != vae
+            && unet != vae * 2 + 1
+        {
+            return Err(mismatch(format!("the UNet takes {unet} latent channels but the VAE decoder {vae}")));
+        }
+        Ok(())
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        let in_channels = self.unet.in_channels();
+        ModelInfo {
+            folder: self.folder.clone(),
+            text_encoder: self.text_encoder.session.describe(),
+            unet: self.unet.session.describe(),
+            vae_decoder: self.vae_decoder.session.describe(),
+            unet_in_channels: in_channels,
+            inpainting: in_channels == Some(9),
+            context_width: self.unet.context_width(),
+            scheduler: format!("{:?}", self.scheduler_config),
+            execution_provider: self.execution_provider.clone(),
+        }
+    }
+}
+
+/// The first 10 hex digits of the UNet graph file's SHA-256, in the spirit of A1111's "Model hash" (which hashes
+/// the checkpoint file: an ONNX folder's identity is its UNet).
+fn unet_hash(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let read_error = |e: std::io::Error| EngineError::ReadFile { path: path.to_path_buf(), reason: e.to_string() };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(read_error)?;
+    Ok(hasher.finalize().iter().take(5).map(|b| format!("{b:02x}")).collect())
+}

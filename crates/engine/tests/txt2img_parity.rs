@@ -1,0 +1,164 @@
+//! Text to image on the demo model against diffusers' `StableDiffusionPipeline` run on its torch twin
+//! (tests/fixtures/reference/txt2img, made by scripts/fixtures/make_fixtures.py). Every pixel within 3/255 and
+//! the mean difference under 0.5/255, for every recorded case: each sampler, sizes, CFG 1, negative prompt,
+//! a batch, a long prompt, the empty prompt, a seed above 2^32.
+
+mod common;
+
+use image::RgbImage;
+use pigment_engine::Result;
+use pigment_engine::image::InfoText;
+use pigment_engine::model::LoadedModel;
+use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
+use pigment_engine::schedulers::parse_sampler;
+
+const MAX_PIXEL_DIFFERENCE: i32 = 3;
+const MAX_MEAN_DIFFERENCE: f64 = 0.5;
+
+#[derive(Default)]
+struct Collect {
+    images: Vec<GeneratedImage>,
+    steps_reported: usize,
+}
+
+impl GenerationObserver for Collect {
+    fn progress(&mut self, _: &Progress) -> Control {
+        self.steps_reported += 1;
+        Control::Continue
+    }
+    fn image(&mut self, image: GeneratedImage) -> Result<()> {
+        self.images.push(image);
+        Ok(())
+    }
+}
+
+fn request_for(case: &serde_json::Value) -> GenerateRequest {
+    let (sampler, schedule) = parse_sampler(case["sampler"].as_str().unwrap()).unwrap();
+    GenerateRequest {
+        prompt: case["prompt"].as_str().unwrap().into(),
+        negative_prompt: case["negative_prompt"].as_str().unwrap().into(),
+        seed: Some(case["seed"].as_u64().unwrap()),
+        steps: case["steps"].as_u64().unwrap() as usize,
+        cfg_scale: case["cfg"].as_f64().unwrap() as f32,
+        sampler,
+        schedule,
+        width: case["width"].as_u64().unwrap() as u32,
+        height: case["height"].as_u64().unwrap() as u32,
+        batch_size: case["batch_size"].as_u64().unwrap() as usize,
+        batch_count: 1,
+    }
+}
+
+/// (largest per-channel difference, mean absolute difference), in 8-bit steps.
+fn difference(ours: &RgbImage, reference: &RgbImage) -> (i32, f64) {
+    assert_eq!(ours.dimensions(), reference.dimensions());
+    let mut largest = 0;
+    let mut sum = 0u64;
+    for (a, b) in ours.as_raw().iter().zip(reference.as_raw()) {
+        let d = (*a as i32 - *b as i32).abs();
+        largest = largest.max(d);
+        sum += d as u64;
+    }
+    (largest, sum as f64 / ours.as_raw().len() as f64)
+}
+
+#[test]
+fn every_reference_case_matches_diffusers() {
+    let reference = common::reference("txt2img/cases.json");
+    let cases = reference["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 12, "expected a dozen cases, found {}", cases.len());
+    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let request = request_for(case);
+        let mut collect = Collect::default();
+        let summary = txt2img(&mut model, &request, &mut collect).unwrap();
+        let expected_seeds: Vec<u64> = case["seeds"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+        assert_eq!(summary.seeds, expected_seeds, "{name}: seeds");
+        let files = case["files"].as_array().unwrap();
+        assert_eq!(collect.images.len(), files.len(), "{name}: image count");
+        for (generated, file) in collect.images.iter().zip(files) {
+            let path = common::fixtures().join("reference/txt2img").join(file.as_str().unwrap());
+            let expected = image::open(&path).unwrap().to_rgb8();
+            let (largest, mean) = difference(&generated.image, &expected);
+            println!("{name} {}: max {largest}/255, mean {mean:.4}/255", file.as_str().unwrap());
+            if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
+                failures.push(format!("{name} ({}): max {largest}/255, mean {mean:.3}/255", file.as_str().unwrap()));
+            }
+            // The infotext records what made the image, so it can be made again.
+            let info = InfoText::parse(&generated.infotext.to_text()).unwrap();
+            assert_eq!(info.get("Seed"), Some(generated.seed.to_string().as_str()), "{name}");
+            assert_eq!(info.size(), Some((request.width, request.height)), "{name}");
+            assert_eq!(info.prompt, request.prompt, "{name}");
+        }
+    }
+    assert!(failures.is_empty(), "images differ from diffusers beyond tolerance:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn image_i_of_a_batch_is_the_image_its_seed_gives_alone() {
+    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let (sampler, schedule) = parse_sampler("euler_a").unwrap();
+    let base = GenerateRequest {
+        prompt: "a red house".into(),
+        seed: Some(1000),
+        steps: 6,
+        sampler,
+        schedule,
+        width: 64,
+        height: 64,
+        ..GenerateRequest::default()
+    };
+    let mut batch = Collect::default();
+    txt2img(&mut model, &GenerateRequest { batch_size: 2, batch_count: 2, ..base.clone() }, &mut batch).unwrap();
+    assert_eq!(batch.images.iter().map(|i| i.seed).collect::<Vec<_>>(), vec![1000, 1001, 1002, 1003]);
+    for (index, image) in batch.images.iter().enumerate() {
+        let mut alone = Collect::default();
+        txt2img(&mut model, &GenerateRequest { seed: Some(1000 + index as u64), ..base.clone() }, &mut alone).unwrap();
+        assert_eq!(
+            alone.images[0].image,
+            image.image,
+            "image {index} of the batch differs from seed {} alone",
+            1000 + index
+        );
+        assert_eq!(image.index, index);
+    }
+}
+
+#[test]
+fn cancelling_stops_between_steps_and_keeps_finished_images() {
+    struct CancelAfter {
+        steps: usize,
+        seen: usize,
+        images: usize,
+    }
+    impl GenerationObserver for CancelAfter {
+        fn progress(&mut self, progress: &Progress) -> Control {
+            if progress.stage == pigment_engine::pipeline::Stage::Denoising {
+                self.seen += 1;
+            }
+            if self.seen >= self.steps { Control::Cancel } else { Control::Continue }
+        }
+        fn image(&mut self, _: GeneratedImage) -> Result<()> {
+            self.images += 1;
+            Ok(())
+        }
+    }
+    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let request = GenerateRequest {
+        prompt: "x".into(),
+        seed: Some(1),
+        steps: 5,
+        width: 64,
+        height: 64,
+        batch_count: 3,
+        ..GenerateRequest::default()
+    };
+    // Cancel during the second batch: the first batch's image was already handed over.
+    let mut observer = CancelAfter { steps: 7, seen: 0, images: 0 };
+    let error = txt2img(&mut model, &request, &mut observer).unwrap_err();
+    assert!(matches!(error, pigment_engine::EngineError::Cancelled), "{error}");
+    assert_eq!(observer.seen, 7, "no step runs after the cancel");
+    assert_eq!(observer.images, 1);
+}
