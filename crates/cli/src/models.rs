@@ -47,7 +47,7 @@ pub fn run(command: ModelsCommand) -> Result<(), CliError> {
                 if info.folder.vae_encoder.is_some() { "present" } else { "absent (no img2img)" }
             );
             println!("vae scaling  {}", info.folder.vae_scaling_factor);
-            println!("scheduler    {}", info.scheduler);
+            println!("scheduler    {}", serde_json::to_string(&info.scheduler).unwrap_or_default());
             println!("device       {}", info.execution_provider);
             Ok(())
         }

@@ -213,7 +213,7 @@ pub struct ModelInfo {
     pub inpainting: bool,
     pub context_width: Option<usize>,
     /// The scheduler configuration as read (or SD 1.x's defaults when the folder has none).
-    pub scheduler: String,
+    pub scheduler: SchedulerConfig,
     pub execution_provider: String,
 }
 
@@ -291,7 +291,7 @@ impl LoadedModel {
             unet_in_channels: in_channels,
             inpainting: in_channels == Some(9),
             context_width: self.unet.context_width(),
-            scheduler: format!("{:?}", self.scheduler_config),
+            scheduler: self.scheduler_config.clone(),
             execution_provider: self.execution_provider.clone(),
         }
     }

@@ -2,6 +2,8 @@
 //! step and the caller may cancel there; each finished image is handed over at once, so cancelling a long batch
 //! never loses the images already made.
 
+mod denoise;
+mod guidance;
 mod request;
 mod txt2img;
 

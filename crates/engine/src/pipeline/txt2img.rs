@@ -1,12 +1,13 @@
 //! Text to image, step for step as diffusers' `StableDiffusionPipeline`: prompt and negative prompt encoded
-//! (negative first in the batch), latents drawn per image from that image's seeded generator and scaled by the
-//! sampler's initial sigma, the UNet run on both halves with guidance `uncond + cfg * (cond - uncond)`, the
-//! latents divided by the VAE's scaling factor and decoded.
+//! ([`Guidance`]), latents drawn per image from that image's seeded generator and scaled by the sampler's initial
+//! sigma, denoised ([`Denoise`]), divided by the VAE's scaling factor and decoded one image at a time.
 
 use std::time::Instant;
 
-use ndarray::{Array2, Array3, ArrayD, Axis, concatenate};
+use ndarray::{ArrayD, Axis};
 
+use super::denoise::Denoise;
+use super::guidance::Guidance;
 use super::{Control, GenerateRequest, GenerateSummary, GeneratedImage, GenerationObserver, Progress, Stage, Timings};
 use crate::error::{EngineError, Result};
 use crate::image::{InfoText, decoded_to_rgb};
@@ -15,8 +16,8 @@ use crate::rng::TorchGenerator;
 use crate::schedulers::{BatchNoise, SigmaSchedule, create_scheduler, sampler_label};
 
 /// The latent is 1/8 of the image on each side in every Stable Diffusion VAE.
-const VAE_DOWNSCALE: u32 = 8;
-const LATENT_CHANNELS: usize = 4;
+pub(crate) const VAE_DOWNSCALE: u32 = 8;
+pub(crate) const LATENT_CHANNELS: usize = 4;
 
 pub fn txt2img(
     model: &mut LoadedModel,
@@ -49,7 +50,7 @@ pub fn txt2img(
 
     report(observer, Stage::EncodingPrompt, 0, 0, request.steps)?;
     let encode_started = Instant::now();
-    let context = encode_prompts(model, request)?;
+    let guidance = Guidance::new(&model.tokenizer, &mut model.text_encoder, request)?;
     timings.text_encoder = encode_started.elapsed();
 
     let mut seeds = Vec::with_capacity(request.batch_size * batches);
@@ -57,17 +58,31 @@ pub fn txt2img(
         let first_index = batch * request.batch_size;
         let mut generators: Vec<TorchGenerator> =
             (0..request.batch_size).map(|i| TorchGenerator::new(base_seed + (first_index + i) as u64)).collect();
-        let latents = denoise(model, request, &context, &mut generators, &mut timings, &mut |step, steps| {
-            report(observer, Stage::Denoising, batch, step, steps)
-        })?;
+        let mut scheduler =
+            create_scheduler(request.sampler, request.schedule, &model.scheduler_config, request.steps)?;
+        let mut noise = BatchNoise::new(&mut generators);
+        let shape = [
+            request.batch_size,
+            LATENT_CHANNELS,
+            (request.height / VAE_DOWNSCALE) as usize,
+            (request.width / VAE_DOWNSCALE) as usize,
+        ];
+        let init_sigma = scheduler.init_noise_sigma();
+        let latents = noise.randn(&shape).mapv(|v| v * init_sigma);
+        let denoise = Denoise {
+            unet: &mut model.unet,
+            guidance: &guidance,
+            scheduler: scheduler.as_mut(),
+            noise: &mut noise,
+            first_step: 0,
+        };
+        let latents = denoise
+            .run(latents, &mut timings, &mut |step, steps, _| report(observer, Stage::Denoising, batch, step, steps))?;
 
         report(observer, Stage::Decoding, batch, request.steps, request.steps)?;
         let decode_started = Instant::now();
-        let scaled = latents.mapv(|v| v / model.folder.vae_scaling_factor);
         for (i, generator) in generators.iter().enumerate() {
-            // One image at a time keeps the decoder's memory to a single image whatever the batch size.
-            let decoded = model.vae_decoder.decode(&scaled.slice_axis(Axis(0), (i..i + 1).into()).to_owned())?;
-            let image = decoded_to_rgb(&decoded)?.remove(0);
+            let image = decode_one(model, &latents, i)?;
             let seed = generator.seed();
             seeds.push(seed);
             let infotext = infotext(request, seed, &model.folder.name, &model.hash);
@@ -79,79 +94,16 @@ pub fn txt2img(
     Ok(GenerateSummary { seeds, timings })
 }
 
-/// Hidden states for the whole batch: `[negative; positive]` when guidance runs, else the prompt alone.
-fn encode_prompts(model: &mut LoadedModel, request: &GenerateRequest) -> Result<Array3<f32>> {
-    let mut texts = Vec::with_capacity(2);
-    if request.uses_guidance() {
-        texts.push(request.negative_prompt.as_str());
-    }
-    texts.push(request.prompt.as_str());
-    let mut halves = Vec::with_capacity(texts.len());
-    for text in texts {
-        let ids = model.tokenizer.encode(text)?;
-        let ids = Array2::from_shape_vec((1, ids.len()), ids.into_iter().map(i64::from).collect())
-            .expect("one row of token ids");
-        let hidden = model.text_encoder.encode(&ids)?;
-        // The same embedding for every image of the batch, as diffusers' `repeat` for num_images_per_prompt.
-        let views = vec![hidden.view(); request.batch_size];
-        halves.push(concatenate(Axis(0), &views).expect("equal shapes"));
-    }
-    let views: Vec<_> = halves.iter().map(|h| h.view()).collect();
-    Ok(concatenate(Axis(0), &views).expect("equal shapes"))
-}
-
-fn denoise(
-    model: &mut LoadedModel,
-    request: &GenerateRequest,
-    context: &Array3<f32>,
-    generators: &mut [TorchGenerator],
-    timings: &mut Timings,
-    on_step: &mut dyn FnMut(usize, usize) -> Result<()>,
-) -> Result<ArrayD<f32>> {
-    let loop_started = Instant::now();
-    let mut scheduler = create_scheduler(request.sampler, request.schedule, &model.scheduler_config, request.steps)?;
-    let shape = [
-        request.batch_size,
-        LATENT_CHANNELS,
-        (request.height / VAE_DOWNSCALE) as usize,
-        (request.width / VAE_DOWNSCALE) as usize,
-    ];
-    let mut noise = BatchNoise::new(generators);
-    let init_sigma = scheduler.init_noise_sigma();
-    let mut latents = noise.randn(&shape).mapv(|v| v * init_sigma);
-    let timesteps = scheduler.timesteps().to_vec();
-    let guidance = request.uses_guidance();
-    for (index, &timestep) in timesteps.iter().enumerate() {
-        let scaled = scheduler.scale_model_input(&latents, index);
-        let input = if guidance {
-            concatenate(Axis(0), &[scaled.view(), scaled.view()]).expect("equal shapes")
-        } else {
-            scaled
-        };
-        let unet_started = Instant::now();
-        let prediction = model.unet.predict(&input, timestep, context)?;
-        timings.unet += unet_started.elapsed();
-        timings.unet_calls += 1;
-        let guided = if guidance {
-            let batch = request.batch_size;
-            let uncond = prediction.slice_axis(Axis(0), (0..batch).into());
-            let cond = prediction.slice_axis(Axis(0), (batch..2 * batch).into());
-            let cfg = request.cfg_scale;
-            let mut guided = uncond.to_owned();
-            guided.zip_mut_with(&cond, |u, &c| *u += cfg * (c - *u));
-            guided
-        } else {
-            prediction
-        };
-        latents = scheduler.step(&guided, index, &latents, &mut noise);
-        on_step(index + 1, timesteps.len())?;
-    }
-    timings.denoising_loop += loop_started.elapsed();
-    Ok(latents)
+/// Image `index` of the batch's latents, unscaled and decoded alone so the decoder holds one image at a time.
+pub(crate) fn decode_one(model: &mut LoadedModel, latents: &ArrayD<f32>, index: usize) -> Result<image::RgbImage> {
+    let scale = model.folder.vae_scaling_factor;
+    let one = latents.slice_axis(Axis(0), (index..index + 1).into()).mapv(|v| v / scale);
+    let decoded = model.vae_decoder.decode(&one)?;
+    Ok(decoded_to_rgb(&decoded)?.remove(0))
 }
 
 /// AUTOMATIC1111's infotext for one image.
-fn infotext(request: &GenerateRequest, seed: u64, model_name: &str, model_hash: &str) -> InfoText {
+pub(crate) fn infotext(request: &GenerateRequest, seed: u64, model_name: &str, model_hash: &str) -> InfoText {
     let mut info = InfoText {
         prompt: request.prompt.clone(),
         negative_prompt: request.negative_prompt.clone(),
@@ -175,7 +127,7 @@ fn infotext(request: &GenerateRequest, seed: u64, model_name: &str, model_hash: 
 }
 
 /// A1111 draws seeds below 2^32 - 1; so do we, so seeds stay short and portable to it.
-fn random_seed() -> Result<u64> {
+pub(crate) fn random_seed() -> Result<u64> {
     let mut bytes = [0u8; 4];
     getrandom::fill(&mut bytes).map_err(|e| EngineError::parameter("seed", -1, format!("no random source: {e}")))?;
     Ok(u64::from(u32::from_le_bytes(bytes) % (u32::MAX - 1)))

@@ -43,7 +43,7 @@ pub enum TimestepSpacing {
 pub enum PredictionType {
     /// The noise.
     Epsilon,
-    /// The velocity `alpha * noise - sigma * sample` (SD 2.x 768).
+    /// The velocity `alpha_t * noise - sigma_t * x0` (SD 2.x 768-v).
     VPrediction,
     /// The clean sample.
     Sample,
@@ -239,7 +239,7 @@ impl TryFrom<Map<String, Value>> for SchedulerConfig {
 
 impl SchedulerConfig {
     /// Values that would give non-finite sigmas or an empty schedule.
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.num_train_timesteps < 2 {
             return Err(format!("num_train_timesteps is {}, expected at least 2", self.num_train_timesteps));
         }

@@ -177,6 +177,8 @@ pub(crate) fn create(
             format!("{} does not take this schedule", sampler.display_name()),
         ));
     }
+    // The fields are public: a config built in code has not been through deserialization's checks.
+    config.validate().map_err(|reason| EngineError::parameter("scheduler config", "(in code)", reason))?;
     if steps == 0 || steps > config.num_train_timesteps {
         return Err(EngineError::parameter(
             "steps",
@@ -194,8 +196,8 @@ pub(crate) fn create(
     Ok(scheduler)
 }
 
-/// Many steps on a coarse spacing can make timesteps collide (e.g. DDIM "linspace" at 1000 steps rounds two of them
-/// to the same integer); diffusers would run such a schedule, but it is not the one the user asked for.
+/// Near num_train_timesteps steps, some spacings make timesteps collide (DPM-Solver's "leading" at 1000 steps has a
+/// step ratio of 1000 // 1001 = 0); diffusers would run such a schedule, but it is not the one the user asked for.
 fn check_timesteps(timesteps: &[f64], steps: usize, may_repeat: bool) -> Result<()> {
     let ordered = timesteps.iter().all(|t| t.is_finite())
         && timesteps.windows(2).all(|pair| pair[0] > pair[1] || (may_repeat && pair[0] == pair[1]));
@@ -281,6 +283,15 @@ mod tests {
             Err(EngineError::InvalidParameter { name: "schedule", .. })
         ));
         assert_eq!(SigmaSchedule::Karras.display_name(), "Karras");
+    }
+
+    #[test]
+    fn configs_built_in_code_are_checked() {
+        let config = SchedulerConfig { num_train_timesteps: 0, ..SchedulerConfig::default() };
+        assert!(matches!(
+            create(Sampler::Euler, SigmaSchedule::Automatic, &config, 10),
+            Err(EngineError::InvalidParameter { name: "scheduler config", .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,49 @@
+//! The denoising loop every pipeline shares: scale, predict with guidance, step, from `first_step` to the end of
+//! the sampler's timesteps. `after_step` sees the latents after each step (progress, cancel, and the blending
+//! that inpainting with a regular model needs).
+
+use std::time::Instant;
+
+use ndarray::ArrayD;
+
+use super::Timings;
+use super::guidance::Guidance;
+use crate::error::Result;
+use crate::model::UnetSession;
+use crate::schedulers::{BatchNoise, Scheduler};
+
+/// Called after each step with (steps done, steps in this run, the latents), which it may change.
+pub(crate) type AfterStep<'f> = dyn FnMut(usize, usize, &mut ArrayD<f32>) -> Result<()> + 'f;
+
+pub(crate) struct Denoise<'a, 'n> {
+    pub unet: &'a mut UnetSession,
+    pub guidance: &'a Guidance,
+    pub scheduler: &'a mut dyn Scheduler,
+    pub noise: &'a mut BatchNoise<'n>,
+    /// Index into the scheduler's timesteps to start from (0 for text to image, later for img2img).
+    pub first_step: usize,
+}
+
+impl Denoise<'_, '_> {
+    pub(crate) fn run(
+        self,
+        mut latents: ArrayD<f32>,
+        timings: &mut Timings,
+        after_step: &mut AfterStep<'_>,
+    ) -> Result<ArrayD<f32>> {
+        let loop_started = Instant::now();
+        let timesteps = self.scheduler.timesteps().to_vec();
+        let total = timesteps.len();
+        for (index, &timestep) in timesteps.iter().enumerate().skip(self.first_step) {
+            let scaled = self.scheduler.scale_model_input(&latents, index);
+            let unet_started = Instant::now();
+            let prediction = self.guidance.predict(self.unet, &scaled, timestep)?;
+            timings.unet += unet_started.elapsed();
+            timings.unet_calls += 1;
+            latents = self.scheduler.step(&prediction, index, &latents, self.noise);
+            after_step(index + 1 - self.first_step, total - self.first_step, &mut latents)?;
+        }
+        timings.denoising_loop += loop_started.elapsed();
+        Ok(latents)
+    }
+}
