@@ -37,7 +37,7 @@ impl Denoise<'_, '_> {
         for (index, &timestep) in timesteps.iter().enumerate().skip(self.first_step) {
             let scaled = self.scheduler.scale_model_input(&latents, index);
             let unet_started = Instant::now();
-            let prediction = self.guidance.predict(self.unet, &scaled, timestep)?;
+            let prediction = self.guidance.predict(self.unet, &scaled, timestep, index, total)?;
             timings.unet += unet_started.elapsed();
             timings.unet_calls += 1;
             latents = self.scheduler.step(&prediction, index, &latents, self.noise);

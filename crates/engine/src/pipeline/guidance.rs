@@ -44,8 +44,16 @@ impl Guidance {
         Ok(Guidance { context, cfg_scale: request.cfg_scale, batch_size: request.batch_size, guided })
     }
 
-    /// The guided noise prediction for the scaled latents `sample` at `timestep`.
-    pub(crate) fn predict(&self, unet: &mut UnetSession, sample: &ArrayD<f32>, timestep: f64) -> Result<ArrayD<f32>> {
+    /// The guided noise prediction for the scaled latents `sample` at `timestep`, the `step`-th (0-based) of
+    /// `steps` model evaluations (prompt editing will change the conditioning with the step).
+    pub(crate) fn predict(
+        &self,
+        unet: &mut UnetSession,
+        sample: &ArrayD<f32>,
+        timestep: f64,
+        _step: usize,
+        _steps: usize,
+    ) -> Result<ArrayD<f32>> {
         if !self.guided {
             return unet.predict(sample, timestep, &self.context);
         }
