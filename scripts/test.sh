@@ -1,11 +1,29 @@
 #!/usr/bin/env bash
-# The whole suite, as `npm test` and CI run it: formatting, lints, then every Rust test (unit, parity against
-# the committed diffusers/transformers/torch references, CLI end to end on the demo model).
+# The whole suite, as `npm test` and CI run it: formatting, type checks and lints, every Rust test (engine unit and
+# parity tests, CLI end to end on the demo model, the app's commands through Tauri's mock runtime), the UI's
+# component tests (Vitest) and browser tests (Playwright + Chromium, IPC mocked), then the real app built in
+# release and driven through WebKitWebDriver under Xvfb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== cargo fmt --check" >&2
+started=$SECONDS
+step() { echo "== $1 ($((SECONDS - started)) s)" >&2; }
+
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy" >&2
+step "svelte-check"
+npx svelte-check --tsconfig ui/tsconfig.json --fail-on-warnings --output machine | tail -n 1
+step "vite build (the app embeds ui/dist)"
+npx vite build --config ui/vite.config.ts --logLevel warn
+step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test" >&2
+step "cargo test"
 cargo test --workspace --locked
+step "vitest"
+npx vitest run --config ui/vite.config.ts
+step "playwright (built UI, mocked IPC)"
+node --test ui/tests/browser/
+step "tauri build --no-bundle (release)"
+npx tauri build --no-bundle --ci
+step "end to end (release app, WebKitWebDriver, Xvfb)"
+xvfb-run -a --server-args="-screen 0 1400x1000x24" node --test tests/e2e/
+step "done"

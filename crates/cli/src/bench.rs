@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use clap::Args;
 use pigment_engine::model::{LoadedModel, find_demo_model};
 use pigment_engine::pipeline::{GenerateRequest, txt2img};
+use pigment_engine::runtime::{peak_process_memory, process_gpu_memory};
 use pigment_engine::schedulers::parse_sampler;
 
 use crate::generate::TimingsMs;
 use crate::progress::{CliObserver, cancel_on_ctrl_c};
 use crate::{CliError, RuntimeArgs};
+
+const MIB: f64 = (1u64 << 20) as f64;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -82,12 +85,24 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         ("outside ORT in loop", median(|t| t.outside_onnx_runtime_share) * 100.0, "%"),
         ("vae decode", median(|t| t.vae_decode), "ms"),
         ("end to end", median(|t| t.total), "ms"),
+        ("peak RAM", peak_process_memory().unwrap_or(0) as f64 / MIB, "MiB"),
+        ("GPU memory", process_gpu_memory().unwrap_or(0) as f64 / MIB, "MiB"),
     ];
     if args.json {
         let object: serde_json::Map<String, serde_json::Value> = table
             .iter()
             .map(|(name, value, unit)| {
-                (format!("{}_{}", name.replace(' ', "_"), if *unit == "%" { "percent" } else { unit }), (*value).into())
+                (
+                    format!(
+                        "{}_{}",
+                        name.replace(' ', "_"),
+                        match *unit {
+                            "%" => "percent",
+                            other => other,
+                        }
+                    ),
+                    (*value).into(),
+                )
             })
             .chain([
                 ("runs".to_string(), runs.len().into()),

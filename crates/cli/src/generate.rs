@@ -5,14 +5,22 @@ use std::path::PathBuf;
 
 use clap::Args;
 use pigment_engine::EngineError;
-use pigment_engine::model::{LoadedModel, find_demo_model};
-use pigment_engine::pipeline::{GenerateRequest, txt2img};
+use pigment_engine::model::{LoadedModel, UpscalerSession, find_demo_model};
+use pigment_engine::pipeline::{
+    DEFAULT_HIRES_STRENGTH, GenerateRequest, GenerateSummary, HiresFix, HiresUpscaler, VaeTilingMode, txt2img,
+    txt2img_hires,
+};
+use pigment_engine::runtime::Runtime;
 use pigment_engine::schedulers::{SigmaSchedule, parse_sampler};
+use pigment_engine::text::EmbeddingLibrary;
 use serde::Serialize;
 
 use crate::output::OutputPlan;
 use crate::progress::{CliObserver, cancel_on_ctrl_c};
 use crate::{CliError, RuntimeArgs};
+
+/// Width and height when none is given (SD 1.5's training size).
+const DEFAULT_SIZE: u32 = 512;
 
 #[derive(Args, Clone)]
 pub struct GenerateArgs {
@@ -37,24 +45,86 @@ pub struct GenerateArgs {
     /// Sigma schedule for samplers that take one: automatic or karras (also as part of the sampler name).
     #[arg(long)]
     pub schedule: Option<String>,
-    #[arg(long, default_value_t = 512)]
-    pub width: u32,
-    #[arg(long, default_value_t = 512)]
-    pub height: u32,
+    /// Image width [default: 512; img2img and inpaint: the picture's, rounded down to a multiple of 8].
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Image height [default: 512; img2img and inpaint: the picture's, rounded down to a multiple of 8].
+    #[arg(long)]
+    pub height: Option<u32>,
     /// Images generated together in one pass.
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
     /// Number of batches, one after the other.
     #[arg(long, default_value_t = 1)]
     pub batch_count: usize,
+    /// Folder of textual-inversion embeddings (.pt, .safetensors, .bin): each is used in the prompt by its file
+    /// name without the extension, e.g. `--embeddings emb/` and the prompt "a portrait, (my-style:1.2)".
+    #[arg(long, value_name = "DIR")]
+    pub embeddings: Option<PathBuf>,
     /// An existing folder (files NNNNN-SEED.png) or a .png file name; default ./outputs.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Print a JSON summary (files, seeds, timings) on stdout.
     #[arg(long)]
     pub json: bool,
+    /// VAE in tiles (bounded memory for large images): auto (above 1024x1024), always or never.
+    #[arg(long, default_value = "auto", value_parser = parse_vae_tiling)]
+    pub vae_tiling: VaeTilingMode,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+fn parse_vae_tiling(value: &str) -> Result<VaeTilingMode, String> {
+    value.parse().map_err(|e: EngineError| e.to_string())
+}
+
+/// `pigment generate`: the shared flags and the hires fix.
+#[derive(Args)]
+pub struct GenerateCommand {
+    #[command(flatten)]
+    pub args: GenerateArgs,
+    #[command(flatten)]
+    pub hires: HiresArgs,
+}
+
+/// Hires fix: generate at --width x --height, upscale by --hires-scale, then image to image at that size.
+#[derive(Args)]
+pub struct HiresArgs {
+    /// Upscale factor of the hires fix (A1111's "Upscale by"); the fix runs when given.
+    #[arg(long, value_name = "X")]
+    pub hires_scale: Option<f64>,
+    /// Denoising strength of the hires pass.
+    #[arg(long, value_name = "X", default_value_t = DEFAULT_HIRES_STRENGTH, requires = "hires_scale")]
+    pub hires_strength: f64,
+    /// Steps of the hires pass (default: --steps).
+    #[arg(long, value_name = "N", requires = "hires_scale")]
+    pub hires_steps: Option<usize>,
+    /// Upscaler model folder (ESRGAN-family ONNX) for the hires fix; without it the latents are upscaled.
+    #[arg(long, value_name = "DIR", requires = "hires_scale", conflicts_with = "hires_upscaler")]
+    pub upscaler: Option<PathBuf>,
+    /// Without --upscaler: latent (A1111's default) or lanczos (the decoded picture).
+    #[arg(long, value_name = "KIND", requires = "hires_scale")]
+    pub hires_upscaler: Option<String>,
+}
+
+impl HiresArgs {
+    fn hires(&self) -> Result<Option<HiresFix>, CliError> {
+        let Some(scale) = self.hires_scale else { return Ok(None) };
+        let upscaler = match (&self.upscaler, self.hires_upscaler.as_deref().map(str::to_lowercase).as_deref()) {
+            (Some(_), _) => HiresUpscaler::Model,
+            (None, None | Some("latent")) => HiresUpscaler::Latent,
+            (None, Some("lanczos")) => HiresUpscaler::Lanczos,
+            (None, Some(other)) => {
+                return Err(EngineError::InvalidParameter {
+                    name: "hires upscaler",
+                    value: other.into(),
+                    reason: "expected latent or lanczos".into(),
+                }
+                .into());
+            }
+        };
+        Ok(Some(HiresFix { scale, strength: self.hires_strength, upscaler, steps: self.hires_steps }))
+    }
 }
 
 impl GenerateArgs {
@@ -100,8 +170,8 @@ impl GenerateArgs {
             cfg_scale,
             sampler,
             schedule,
-            width: self.width,
-            height: self.height,
+            width: self.width.unwrap_or(DEFAULT_SIZE),
+            height: self.height.unwrap_or(DEFAULT_SIZE),
             batch_size: self.batch_size,
             batch_count: self.batch_count,
         };
@@ -149,17 +219,43 @@ impl TimingsMs {
     }
 }
 
-pub fn run(args: GenerateArgs) -> Result<(), CliError> {
+pub fn run(command: GenerateCommand) -> Result<(), CliError> {
     // Everything the user typed is checked before the runtime and the model load.
+    let GenerateCommand { args, hires } = command;
     let request = args.request()?;
+    let Some(fix) = hires.hires()? else {
+        return execute(&args, &request, |_, model, observer| txt2img(model, &request, observer));
+    };
+    fix.validate(&request)?;
+    execute(&args, &request, |runtime, model, observer| {
+        let mut upscaler = match &hires.upscaler {
+            Some(path) => Some(UpscalerSession::open(runtime, path)?),
+            None => None,
+        };
+        txt2img_hires(model, &request, &fix, upscaler.as_mut(), observer)
+    })
+}
+
+/// Loads the model and runs `pipeline` on it, saving each image as it comes; `--json` prints the summary.
+pub fn execute(
+    args: &GenerateArgs,
+    request: &GenerateRequest,
+    pipeline: impl FnOnce(&Runtime, &mut LoadedModel, &mut CliObserver) -> pigment_engine::Result<GenerateSummary>,
+) -> Result<(), CliError> {
     let folder = args.model_folder()?;
     let plan = OutputPlan::new(args.output.as_deref(), request.batch_size * request.batch_count)?;
+    let embeddings = match &args.embeddings {
+        Some(dir) => EmbeddingLibrary::load_folder(dir)?,
+        None => EmbeddingLibrary::default(),
+    };
     let runtime = args.runtime.load()?;
     let load_started = std::time::Instant::now();
     let mut model = LoadedModel::open(&runtime, &folder)?;
+    model.set_embeddings(&runtime, &embeddings)?;
+    model.vae_tiling.mode = args.vae_tiling;
     let load_time = load_started.elapsed();
     let mut observer = CliObserver::new(Some(plan), cancel_on_ctrl_c(), std::io::stderr().is_terminal());
-    let result = txt2img(&mut model, &request, &mut observer);
+    let result = pipeline(&runtime, &mut model, &mut observer);
     observer.finish();
     let summary = match result {
         Ok(summary) => summary,

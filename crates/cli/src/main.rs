@@ -2,17 +2,20 @@
 //! and turns every error into one line on stderr and a non-zero exit code.
 
 mod bench;
+mod devices;
+mod edit;
 mod generate;
 mod models;
 mod output;
 mod progress;
+mod upscale;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pigment_engine::EngineError;
-use pigment_engine::runtime::{DeviceChoice, Runtime, RuntimeOptions};
+use pigment_engine::runtime::{DeviceChoice, PrecisionChoice, Runtime, RuntimeOptions};
 
 #[derive(Parser)]
 #[command(name = "pigment", version, about = "Stable Diffusion through ONNX Runtime: generate images, inspect models")]
@@ -24,7 +27,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate images from a prompt.
-    Generate(generate::GenerateArgs),
+    Generate(generate::GenerateCommand),
+    /// Change a picture from a prompt (image to image).
+    Img2img(edit::Img2ImgArgs),
+    /// Repaint the masked part of a picture (white = repaint).
+    Inpaint(edit::InpaintArgs),
+    /// Extend a picture on any side and paint the new area.
+    Outpaint(edit::OutpaintArgs),
+    /// Make a picture larger with an upscaler model (ESRGAN family, ONNX) or Lanczos.
+    Upscale(upscale::UpscaleArgs),
     /// Inspect model folders.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -32,6 +43,8 @@ enum Command {
     Samplers,
     /// Time each stage of a generation (text encoder, UNet per step, VAE decode).
     Bench(bench::BenchArgs),
+    /// Show the CPU, memory and GPUs, the execution provider that runs and the precision chosen.
+    Devices(devices::DevicesArgs),
 }
 
 /// Options every command that runs a model shares.
@@ -43,12 +56,39 @@ pub struct RuntimeArgs {
     /// The ONNX Runtime library to load (default: ORT_DYLIB_PATH, next to the executable, or the repository's .ort/lib).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
+    /// Where optimized graphs and fp16 conversions are kept so later starts are faster (default: the user's cache
+    /// folder).
+    #[arg(long, conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Keep nothing between runs: optimize graphs at every start and never convert models to fp16.
+    #[arg(long)]
+    no_cache: bool,
+    /// auto (fp16 on GPUs, fp32 on the CPU), fp16 or fp32.
+    #[arg(long, default_value = "auto", value_parser = parse_precision)]
+    precision: PrecisionChoice,
 }
 
 impl RuntimeArgs {
     fn load(&self) -> Result<Runtime, CliError> {
-        Ok(Runtime::load(&RuntimeOptions { library_path: self.onnxruntime.clone(), device: self.device })?)
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(|| {
+                directories::ProjectDirs::from("org", "Pigment", "Pigment").map(|d| d.cache_dir().to_path_buf())
+            })
+        };
+        let options = RuntimeOptions {
+            library_path: self.onnxruntime.clone(),
+            device: self.device,
+            cache_dir,
+            precision: self.precision,
+        };
+        Ok(Runtime::load(&options)?)
     }
+}
+
+fn parse_precision(value: &str) -> Result<PrecisionChoice, String> {
+    value.parse().map_err(|e: EngineError| e.to_string())
 }
 
 fn parse_device(value: &str) -> Result<DeviceChoice, String> {
@@ -71,6 +111,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Img2img(args) => edit::run_img2img(args),
+        Command::Inpaint(args) => edit::run_inpaint(args),
+        Command::Outpaint(args) => edit::run_outpaint(args),
+        Command::Upscale(args) => upscale::run(args),
         Command::Models(command) => models::run(command),
         Command::Samplers => {
             for name in pigment_engine::schedulers::known_sampler_names() {
@@ -79,6 +123,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Bench(args) => bench::run(args),
+        Command::Devices(args) => devices::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

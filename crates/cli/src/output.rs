@@ -46,6 +46,16 @@ impl OutputPlan {
         Ok(OutputPlan::Folder { folder, next_number })
     }
 
+    /// `NNNNN-SUFFIX.png` in a folder (the named file otherwise), for results that have no seed (upscaling).
+    pub fn path_with_suffix(&self, index: usize, suffix: &str) -> PathBuf {
+        match self {
+            OutputPlan::Folder { folder, next_number } => {
+                folder.join(format!("{:05}-{suffix}.png", next_number + index as u64))
+            }
+            OutputPlan::File { .. } => self.path_for(index, 0),
+        }
+    }
+
     pub fn path_for(&self, index: usize, seed: u64) -> PathBuf {
         match self {
             OutputPlan::Folder { folder, next_number } => {

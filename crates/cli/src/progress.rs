@@ -56,11 +56,17 @@ impl GenerationObserver for CliObserver {
             Stage::Denoising if progress.batches > 1 => format!("batch {}/{}", progress.batch + 1, progress.batches),
             Stage::Denoising => "sampling".to_string(),
             Stage::Decoding => "decoding".to_string(),
+            Stage::EncodingImage => "encoding".to_string(),
+            Stage::Upscaling => "upscaling".to_string(),
         };
         self.bar.set_message(label);
         self.bar.set_length(progress.steps as u64);
         self.bar.set_position(progress.step as u64);
         if self.cancel.load(Ordering::SeqCst) { Control::Cancel } else { Control::Continue }
+    }
+
+    fn warning(&mut self, message: &str) {
+        self.bar.suspend(|| eprintln!("warning: {message}"));
     }
 
     fn image(&mut self, image: GeneratedImage) -> Result<()> {

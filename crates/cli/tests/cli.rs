@@ -214,3 +214,24 @@ fn copy_folder(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn cuda_requested_without_cuda_falls_back_to_the_cpu_and_says_why() {
+    let output = pigment(&["devices", "--device", "cuda"], &repo_root());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("memory"), "{stdout}");
+    if !stdout.contains("runs on    CUDA") {
+        // This machine has no CUDA: the report names the provider that runs and why CUDA does not.
+        assert!(stdout.contains("runs on    CPU; CUDA unavailable: "), "{stdout}");
+        assert!(stdout.contains("precision  fp32 on the CPU"), "{stdout}");
+    }
+    let generated = tempfile::tempdir().unwrap();
+    let mut args = vec!["generate", "--prompt", "x", "--output", "."];
+    args.extend_from_slice(&FAST[..FAST.len() - 2]);
+    args.extend_from_slice(&["--device", "cuda", "--json"]);
+    let output = pigment(&args, generated.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(summary["execution_provider"].as_str().unwrap().starts_with("CPU") || stdout.contains("runs on    CUDA"));
+}

@@ -55,6 +55,15 @@ pub enum EngineError {
 
     #[error("invalid generation parameters text: {reason}")]
     InvalidParametersText { reason: String },
+
+    #[error("embedding {path} could not be read: {reason}")]
+    InvalidEmbedding { path: PathBuf, reason: String },
+
+    #[error("embedding {path} has vectors {width} wide, but this model's text encoder takes {expected}-wide vectors")]
+    EmbeddingWidth { path: PathBuf, width: usize, expected: usize },
+
+    #[error("cannot convert {path} to fp16: {problem}")]
+    Fp16Conversion { path: PathBuf, problem: crate::model::fp16::Fp16Problem },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

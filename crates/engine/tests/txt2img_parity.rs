@@ -71,6 +71,11 @@ fn every_reference_case_matches_diffusers() {
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
+        if name == "long_prompt" {
+            // Over 75 tokens: diffusers truncates it, Pigment encodes it in chunks as AUTOMATIC1111 does. The same
+            // case against diffusers fed the chunked embeddings is "long_prompt_chunked" in prompt_images.rs.
+            continue;
+        }
         let request = request_for(case);
         let mut collect = Collect::default();
         let summary = txt2img(&mut model, &request, &mut collect).unwrap();

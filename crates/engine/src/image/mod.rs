@@ -1,10 +1,18 @@
-//! Images: decoded tensors to 8-bit RGB, PNG files carrying AUTOMATIC1111's `parameters` text, and that text.
+//! Images: decoded tensors to 8-bit RGB, PNG files carrying AUTOMATIC1111's `parameters` text, and that text;
+//! reading users' pictures and masks, resizing, masks, and the tiling the VAE and upscalers share.
 
 mod infotext;
+mod load;
+pub mod mask;
 mod png_file;
+mod resize;
+pub(crate) mod tiling;
 
 pub use infotext::InfoText;
+pub use load::{LoadedImage, MAX_IMAGE_SIDE, check_image_size, load_image, load_mask};
 pub use png_file::{PARAMETERS_KEY, read_png_text, write_png_atomically};
+pub use resize::{ResizeMode, lanczos, resize_image};
+pub(crate) use resize::{crop, paste};
 
 use image::RgbImage;
 use ndarray::{ArrayD, Axis};

@@ -18,6 +18,8 @@ pub enum Component {
     Unet,
     VaeDecoder,
     VaeEncoder,
+    /// An fp32 VAE decoder beside an fp16 model's, used when the fp16 one overflows (NaN or infinity).
+    VaeDecoderFp32,
 }
 
 impl Component {
@@ -27,6 +29,7 @@ impl Component {
             Component::Unet => "unet",
             Component::VaeDecoder => "vae_decoder",
             Component::VaeEncoder => "vae_encoder",
+            Component::VaeDecoderFp32 => "vae_decoder_fp32",
         }
     }
 }
@@ -55,6 +58,7 @@ pub struct ModelFolder {
     pub unet: ComponentFiles,
     pub vae_decoder: ComponentFiles,
     pub vae_encoder: Option<ComponentFiles>,
+    pub vae_decoder_fp32: Option<ComponentFiles>,
     pub tokenizer: PathBuf,
     pub scheduler_config: Option<PathBuf>,
     pub vae_scaling_factor: f32,
@@ -88,17 +92,22 @@ impl ModelFolder {
             text_encoder: component_files(&root, Component::TextEncoder)?,
             unet: component_files(&root, Component::Unet)?,
             vae_decoder: component_files(&root, Component::VaeDecoder)?,
-            vae_encoder: match component_files(&root, Component::VaeEncoder) {
-                Ok(files) => Some(files),
-                Err(EngineError::MissingComponent { .. }) => None,
-                Err(other) => return Err(other),
-            },
+            vae_encoder: optional_component(&root, Component::VaeEncoder)?,
+            vae_decoder_fp32: optional_component(&root, Component::VaeDecoderFp32)?,
             root,
             name,
             tokenizer,
             scheduler_config,
             vae_scaling_factor,
         })
+    }
+}
+
+fn optional_component(root: &Path, component: Component) -> Result<Option<ComponentFiles>> {
+    match component_files(root, component) {
+        Ok(files) => Ok(Some(files)),
+        Err(EngineError::MissingComponent { .. }) => Ok(None),
+        Err(other) => Err(other),
     }
 }
 

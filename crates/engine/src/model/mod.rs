@@ -6,12 +6,18 @@
 //! the model file.
 
 mod folder;
+pub mod fp16;
+mod graph_cache;
 mod io;
+pub(crate) mod onnx_proto;
 mod sessions;
+mod token_embedding;
+mod upscaler;
 
 pub use folder::{Component, ComponentFiles, ModelFolder};
 pub use io::{ElementType, TensorSpec};
-pub use sessions::{LoadedModel, ModelInfo, TextEncoderSession, UnetSession, VaeDecoderSession};
+pub use sessions::{LoadedModel, ModelInfo, TextEncoderSession, UnetSession, VaeDecoderSession, VaeEncoderSession};
+pub use upscaler::UpscalerSession;
 
 /// The demo model's folder name under `models/`.
 pub const DEMO_MODEL_NAME: &str = "tiny-sd";

@@ -8,33 +8,58 @@ use ort::session::Session;
 use serde::Serialize;
 
 use super::folder::{ComponentFiles, ModelFolder};
+use super::fp16::{Fp16Problem, fp16_variant};
+use super::graph_cache::{LoadedSession, load_error, load_session};
 use super::io::{self, ElementType, TensorSpec};
 use crate::error::{EngineError, Result};
-use crate::runtime::Runtime;
+use crate::pipeline::Control;
+use crate::pipeline::VaeTiling;
+use crate::runtime::{
+    ExecutionProvider, ModelFamily, Precision, PrecisionDecision, Runtime, choose_precision, probe_devices,
+};
 use crate::schedulers::SchedulerConfig;
 use crate::text::ClipTokenizer;
 
 /// A session with its IO read from the model.
-struct ComponentSession {
+pub(super) struct ComponentSession {
     component: &'static str,
     session: Session,
-    inputs: Vec<TensorSpec>,
-    outputs: Vec<TensorSpec>,
+    pub(super) inputs: Vec<TensorSpec>,
+    pub(super) outputs: Vec<TensorSpec>,
+    /// The graph file the session was made from.
+    graph: std::path::PathBuf,
 }
 
 impl ComponentSession {
-    fn load(runtime: &Runtime, component: &'static str, files: &ComponentFiles) -> Result<ComponentSession> {
-        let session = runtime.session_builder()?.commit_from_file(&files.model).map_err(|e| {
-            let mut reason = e.to_string();
-            if !files.external_data.is_empty() {
-                let names: Vec<String> = files.external_data.iter().map(|p| p.display().to_string()).collect();
-                reason.push_str(&format!(" (weights in {}: missing or truncated?)", names.join(", ")));
+    pub(super) fn load(runtime: &Runtime, component: &'static str, files: &ComponentFiles) -> Result<ComponentSession> {
+        ComponentSession::load_with_initializers(runtime, component, files, Vec::new())
+    }
+
+    /// [`ComponentSession::load`] with some of the model's initializers replaced (by name) before the session is
+    /// built: how textual-inversion embeddings extend the text encoder's token table (model/token_embedding.rs).
+    fn load_with_initializers(
+        runtime: &Runtime,
+        component: &'static str,
+        files: &ComponentFiles,
+        initializers: Vec<(String, ort::value::DynValue)>,
+    ) -> Result<ComponentSession> {
+        let LoadedSession { session, graph } = if initializers.is_empty() {
+            load_session(runtime, files, runtime.cache_dir().map(|dir| dir.join("graphs")).as_deref())?
+        } else {
+            // Replaced initializers change what the graph computes: such sessions bypass the graph cache.
+            let mut builder = runtime.session_builder()?;
+            for (name, value) in initializers {
+                builder = builder.with_initializer(&name, value).map_err(|e| EngineError::InvalidModelFile {
+                    path: files.model.clone(),
+                    reason: format!("replacing initializer {name}: {e}"),
+                })?;
             }
-            EngineError::InvalidModelFile { path: files.model.clone(), reason }
-        })?;
+            let session = builder.commit_from_file(&files.model).map_err(|e| load_error(files, e))?;
+            LoadedSession { session, graph: files.model.clone() }
+        };
         let inputs = session.inputs().iter().map(TensorSpec::from_outlet).collect();
         let outputs = session.outputs().iter().map(TensorSpec::from_outlet).collect();
-        Ok(ComponentSession { component, session, inputs, outputs })
+        Ok(ComponentSession { component, session, inputs, outputs, graph })
     }
 
     fn input(&self, name: &str) -> Result<&TensorSpec> {
@@ -48,7 +73,7 @@ impl ComponentSession {
         })
     }
 
-    fn first_output(&self) -> Result<&TensorSpec> {
+    pub(super) fn first_output(&self) -> Result<&TensorSpec> {
         self.outputs.first().ok_or_else(|| EngineError::UnsupportedModelIo {
             component: self.component,
             name: String::new(),
@@ -68,7 +93,7 @@ impl ComponentSession {
     }
 
     /// Runs with named inputs and returns the output `output` as f32.
-    fn run(&mut self, inputs: Vec<(String, ort::value::DynValue)>, output: &str) -> Result<ArrayD<f32>> {
+    pub(super) fn run(&mut self, inputs: Vec<(String, ort::value::DynValue)>, output: &str) -> Result<ArrayD<f32>> {
         let component = self.component;
         let outputs = self.session.run(inputs).map_err(|e| EngineError::inference(component, e))?;
         let value = outputs
@@ -78,7 +103,7 @@ impl ComponentSession {
     }
 
     fn describe(&self) -> ComponentInfo {
-        ComponentInfo { inputs: self.inputs.clone(), outputs: self.outputs.clone() }
+        ComponentInfo { inputs: self.inputs.clone(), outputs: self.outputs.clone(), graph: self.graph.clone() }
     }
 }
 
@@ -91,7 +116,16 @@ pub struct TextEncoderSession {
 
 impl TextEncoderSession {
     fn load(runtime: &Runtime, files: &ComponentFiles) -> Result<TextEncoderSession> {
-        let session = ComponentSession::load(runtime, "text_encoder", files)?;
+        TextEncoderSession::load_with_initializers(runtime, files, Vec::new())
+    }
+
+    /// The text encoder with initializers replaced by name (its token table extended by embeddings).
+    pub(super) fn load_with_initializers(
+        runtime: &Runtime,
+        files: &ComponentFiles,
+        initializers: Vec<(String, ort::value::DynValue)>,
+    ) -> Result<TextEncoderSession> {
+        let session = ComponentSession::load_with_initializers(runtime, "text_encoder", files, initializers)?;
         let input_ids = session.input("input_ids")?.clone();
         session.expect_rank(&input_ids, 2)?;
         if !matches!(input_ids.dtype, ElementType::Int32 | ElementType::Int64) {
@@ -188,6 +222,11 @@ impl VaeDecoderSession {
         self.latent.fixed_dim(1)
     }
 
+    /// Whether the decoder takes fp16 latents (an fp16 export: the kind that can overflow to NaN).
+    pub fn is_fp16(&self) -> bool {
+        self.latent.dtype == ElementType::Float16
+    }
+
     /// Images in [-1, 1], `[batch, 3, height, width]`, from unscaled latents.
     pub fn decode(&mut self, latents: &ArrayD<f32>) -> Result<ArrayD<f32>> {
         let value = io::float_input("vae_decoder", &self.latent, latents.view())?;
@@ -196,10 +235,43 @@ impl VaeDecoderSession {
     }
 }
 
+/// The VAE encoder: an image in [-1, 1] to either the latent distribution's parameters (`latent_parameters`: mean
+/// and log-variance, twice the latent channels, as optimum exports it) or a finished latent (older exports).
+pub struct VaeEncoderSession {
+    session: ComponentSession,
+    sample: TensorSpec,
+    output: String,
+}
+
+impl VaeEncoderSession {
+    fn load(runtime: &Runtime, files: &ComponentFiles) -> Result<VaeEncoderSession> {
+        let session = ComponentSession::load(runtime, "vae_encoder", files)?;
+        let sample = session.input("sample")?.clone();
+        session.expect_rank(&sample, 4)?;
+        let output = session
+            .outputs
+            .iter()
+            .find(|spec| spec.name == "latent_parameters")
+            .map_or(session.first_output()?, |spec| spec)
+            .clone();
+        session.expect_rank(&output, 4)?;
+        Ok(VaeEncoderSession { output: output.name, sample, session })
+    }
+
+    /// `[batch, channels, height / 8, width / 8]` for images `[batch, 3, height, width]` in [-1, 1].
+    pub fn encode(&mut self, images: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+        let value = io::float_input("vae_encoder", &self.sample, images.view())?;
+        let output = self.output.clone();
+        self.session.run(vec![(self.sample.name.clone(), value)], &output)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ComponentInfo {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+    /// The graph file the session was made from: the model's own, or ONNX Runtime's optimized copy in the cache.
+    pub graph: std::path::PathBuf,
 }
 
 /// What `pigment models inspect` prints.
@@ -215,6 +287,8 @@ pub struct ModelInfo {
     /// The scheduler configuration as read (or SD 1.x's defaults when the folder has none).
     pub scheduler: SchedulerConfig,
     pub execution_provider: String,
+    /// fp16 or fp32 for the UNet, and why.
+    pub precision: PrecisionDecision,
 }
 
 /// Everything txt2img needs, loaded once and kept between generations.
@@ -224,10 +298,18 @@ pub struct LoadedModel {
     pub text_encoder: TextEncoderSession,
     pub unet: UnetSession,
     pub vae_decoder: VaeDecoderSession,
+    /// Present when the folder has `vae_encoder/` (image to image and inpainting need it).
+    pub vae_encoder: Option<VaeEncoderSession>,
+    /// The fp32 decoder of `vae_decoder_fp32/`, loaded the first time the fp16 decoder gives NaN or infinity.
+    pub(crate) vae_decoder_fp32: Option<VaeDecoderSession>,
+    /// When the VAE runs in tiles (large images, bounded memory).
+    pub vae_tiling: VaeTiling,
     pub scheduler_config: SchedulerConfig,
     /// "Model hash" in the PNG metadata: see [`unet_hash`].
     pub hash: String,
     execution_provider: String,
+    precision: PrecisionDecision,
+    runtime: Runtime,
 }
 
 impl LoadedModel {
@@ -238,8 +320,17 @@ impl LoadedModel {
             None => SchedulerConfig::default(),
         };
         let text_encoder = TextEncoderSession::load(runtime, &folder.text_encoder)?;
-        let unet = UnetSession::load(runtime, &folder.unet)?;
+        let precision = precision_for(runtime, text_encoder.hidden_size);
+        // The UNet is where fp16 pays (it runs at every step); the text encoder runs once and CLIP's LayerNorms are
+        // fragile in fp16, and the VAE keeps fp32 weights for its NaN retry. See runtime/precision.rs.
+        let unet_files = match precision.precision {
+            Precision::Fp16 => fp16_files(runtime, &folder.unet)?,
+            Precision::Fp32 => folder.unet.clone(),
+        };
+        let unet = UnetSession::load(runtime, &unet_files)?;
         let vae_decoder = VaeDecoderSession::load(runtime, &folder.vae_decoder)?;
+        let vae_encoder =
+            folder.vae_encoder.as_ref().map(|files| VaeEncoderSession::load(runtime, files)).transpose()?;
         let hash = unet_hash(&folder.unet.model)?;
         let model = LoadedModel {
             hash,
@@ -248,8 +339,13 @@ impl LoadedModel {
             text_encoder,
             unet,
             vae_decoder,
+            vae_encoder,
+            vae_decoder_fp32: None,
+            vae_tiling: VaeTiling::default(),
             scheduler_config,
             execution_provider: runtime.providers().to_string(),
+            precision,
+            runtime: runtime.clone(),
         };
         model.check_consistency()?;
         Ok(model)
@@ -281,6 +377,16 @@ impl LoadedModel {
         Ok(())
     }
 
+    /// The fp32 VAE decoder of `vae_decoder_fp32/`, loaded on first use; `None` when the folder has none.
+    pub(crate) fn fp32_vae_decoder(&mut self) -> Result<Option<&mut VaeDecoderSession>> {
+        if self.vae_decoder_fp32.is_none()
+            && let Some(files) = &self.folder.vae_decoder_fp32
+        {
+            self.vae_decoder_fp32 = Some(VaeDecoderSession::load(&self.runtime, files)?);
+        }
+        Ok(self.vae_decoder_fp32.as_mut())
+    }
+
     pub fn info(&self) -> ModelInfo {
         let in_channels = self.unet.in_channels();
         ModelInfo {
@@ -293,6 +399,7 @@ impl LoadedModel {
             context_width: self.unet.context_width(),
             scheduler: self.scheduler_config.clone(),
             execution_provider: self.execution_provider.clone(),
+            precision: self.precision.clone(),
         }
     }
 }
@@ -306,4 +413,39 @@ fn unet_hash(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(read_error)?;
     Ok(hasher.finalize().iter().take(5).map(|b| format!("{b:02x}")).collect())
+}
+
+/// The precision for a model whose text embeddings are `context_width` wide, on this runtime's device.
+fn precision_for(runtime: &Runtime, context_width: Option<usize>) -> PrecisionDecision {
+    let provider = runtime.providers().active;
+    let family = ModelFamily::from_context_width(context_width.unwrap_or(768));
+    // Probing GPUs costs a few milliseconds and means nothing for the CPU.
+    let gpu_memory = match provider {
+        ExecutionProvider::Cpu => None,
+        _ => probe_devices().largest_gpu().and_then(|gpu| gpu.vram_total),
+    };
+    choose_precision(runtime.precision(), provider, gpu_memory, family)
+}
+
+/// The fp16 files for `files`: the model itself when it already is fp16, else its conversion from the cache
+/// (converted now on the first use). Without a cache folder there is nowhere to keep a conversion: the model is
+/// used as it is.
+fn fp16_files(runtime: &Runtime, files: &ComponentFiles) -> Result<ComponentFiles> {
+    let Some(cache_dir) = runtime.cache_dir() else {
+        return Ok(files.clone());
+    };
+    match fp16_variant(&files.model, cache_dir, |_, _| Control::Continue) {
+        Ok(model) => {
+            let external_data: Vec<_> =
+                [model.with_file_name("model.onnx_data")].into_iter().filter(|p| p.is_file()).collect();
+            let size = std::iter::once(&model)
+                .chain(&external_data)
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum();
+            Ok(ComponentFiles { model, external_data, size })
+        }
+        Err(EngineError::Fp16Conversion { problem: Fp16Problem::AlreadyFp16, .. }) => Ok(files.clone()),
+        Err(error) => Err(error),
+    }
 }

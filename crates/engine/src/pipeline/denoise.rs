@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Axis, concatenate};
 
 use super::Timings;
 use super::guidance::Guidance;
@@ -22,6 +22,9 @@ pub(crate) struct Denoise<'a, 'n> {
     pub noise: &'a mut BatchNoise<'n>,
     /// Index into the scheduler's timesteps to start from (0 for text to image, later for img2img).
     pub first_step: usize,
+    /// Channels appended to the scaled latents for every UNet call: an inpainting UNet's mask and masked-image
+    /// latents (`[batch, 5, h, w]`), as diffusers' `torch.cat([latent_model_input, mask, masked_image_latents], 1)`.
+    pub extra_channels: Option<&'a ArrayD<f32>>,
 }
 
 impl Denoise<'_, '_> {
@@ -35,7 +38,11 @@ impl Denoise<'_, '_> {
         let timesteps = self.scheduler.timesteps().to_vec();
         let total = timesteps.len();
         for (index, &timestep) in timesteps.iter().enumerate().skip(self.first_step) {
-            let scaled = self.scheduler.scale_model_input(&latents, index);
+            let mut scaled = self.scheduler.scale_model_input(&latents, index);
+            if let Some(extra) = self.extra_channels {
+                scaled =
+                    concatenate(Axis(1), &[scaled.view(), extra.view()]).expect("latents and extra channels align");
+            }
             let unet_started = Instant::now();
             let prediction = self.guidance.predict(self.unet, &scaled, timestep, index, total)?;
             timings.unet += unet_started.elapsed();

@@ -4,8 +4,13 @@
 
 mod denoise;
 mod guidance;
+mod hires;
+mod img2img;
+mod inpaint;
 mod request;
 mod txt2img;
+mod upscale;
+mod vae;
 
 use std::time::Duration;
 
@@ -14,6 +19,15 @@ use serde::Serialize;
 
 pub use request::{GenerateRequest, MAX_BATCH_SIZE, MAX_DIMENSION, MAX_STEPS};
 pub use txt2img::txt2img;
+// Image to image, inpainting, outpainting, upscaling, hires fix (issue 4).
+pub use hires::{DEFAULT_HIRES_STRENGTH, HiresFix, HiresUpscaler, txt2img_hires};
+pub use img2img::{DEFAULT_IMG2IMG_STRENGTH, Img2ImgRequest, img2img};
+pub use inpaint::{
+    DEFAULT_MASK_BLUR, DEFAULT_ONLY_MASKED_PADDING, DEFAULT_OUTPAINT_STRENGTH, InpaintArea, InpaintRequest,
+    MAX_MASK_BLUR, MaskedContent, OutpaintRequest, inpaint, outpaint,
+};
+pub use upscale::{UpscaleTiling, upscale};
+pub use vae::{VaeTiling, VaeTilingMode, decode_latents};
 
 use crate::error::Result;
 use crate::image::InfoText;
@@ -22,8 +36,13 @@ use crate::image::InfoText;
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     EncodingPrompt,
+    /// The VAE encoding the input picture (img2img, inpainting, hires fix); `step` counts tiles when tiled.
+    EncodingImage,
     Denoising,
+    /// `step` counts tiles when the VAE decodes in tiles.
     Decoding,
+    /// An upscaler model's tiles (`step` of `steps`, all passes together).
+    Upscaling,
 }
 
 /// Where a generation is. `step` counts model evaluations of the current batch, 1-based.
@@ -60,6 +79,13 @@ pub trait GenerationObserver {
     fn progress(&mut self, progress: &Progress) -> Control;
     /// Called once per finished image, in order; an error stops the generation and is returned.
     fn image(&mut self, image: GeneratedImage) -> Result<()>;
+    /// Called after every denoising step, before [`GenerationObserver::progress`], with the batch's latents
+    /// (`[batch, 4, height / 8, width / 8]`, as the sampler holds them) for a live preview. Does nothing unless
+    /// the observer wants previews.
+    fn preview(&mut self, _step: usize, _steps: usize, _latents: &ndarray::ArrayD<f32>) {}
+    /// Called with each warning about the request that does not stop it (an unknown embedding named in the
+    /// prompt), once per generation, before the first step.
+    fn warning(&mut self, _message: &str) {}
 }
 
 /// Where the time went, for `pigment bench` and `--json`.

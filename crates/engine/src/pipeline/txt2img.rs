@@ -4,13 +4,13 @@
 
 use std::time::Instant;
 
-use ndarray::{ArrayD, Axis};
+use ndarray::ArrayD;
 
 use super::denoise::Denoise;
 use super::guidance::Guidance;
 use super::{Control, GenerateRequest, GenerateSummary, GeneratedImage, GenerationObserver, Progress, Stage, Timings};
 use crate::error::{EngineError, Result};
-use crate::image::{InfoText, decoded_to_rgb};
+use crate::image::InfoText;
 use crate::model::LoadedModel;
 use crate::rng::TorchGenerator;
 use crate::schedulers::{BatchNoise, SigmaSchedule, create_scheduler, sampler_label};
@@ -52,6 +52,9 @@ pub fn txt2img(
     let encode_started = Instant::now();
     let guidance = Guidance::new(&model.tokenizer, &mut model.text_encoder, request)?;
     timings.text_encoder = encode_started.elapsed();
+    for warning in guidance.warnings() {
+        observer.warning(warning);
+    }
 
     let mut seeds = Vec::with_capacity(request.batch_size * batches);
     for batch in 0..batches {
@@ -75,14 +78,17 @@ pub fn txt2img(
             scheduler: scheduler.as_mut(),
             noise: &mut noise,
             first_step: 0,
+            extra_channels: None,
         };
-        let latents = denoise
-            .run(latents, &mut timings, &mut |step, steps, _| report(observer, Stage::Denoising, batch, step, steps))?;
+        let latents = denoise.run(latents, &mut timings, &mut |step, steps, latents| {
+            observer.preview(step, steps, latents);
+            report(observer, Stage::Denoising, batch, step, steps)
+        })?;
 
         report(observer, Stage::Decoding, batch, request.steps, request.steps)?;
         let decode_started = Instant::now();
         for (i, generator) in generators.iter().enumerate() {
-            let image = decode_one(model, &latents, i)?;
+            let image = decode_one(model, &latents, i, observer)?;
             let seed = generator.seed();
             seeds.push(seed);
             let infotext = infotext(request, seed, &model.folder.name, &model.hash);
@@ -94,12 +100,20 @@ pub fn txt2img(
     Ok(GenerateSummary { seeds, timings })
 }
 
-/// Image `index` of the batch's latents, unscaled and decoded alone so the decoder holds one image at a time.
-pub(crate) fn decode_one(model: &mut LoadedModel, latents: &ArrayD<f32>, index: usize) -> Result<image::RgbImage> {
-    let scale = model.folder.vae_scaling_factor;
-    let one = latents.slice_axis(Axis(0), (index..index + 1).into()).mapv(|v| v / scale);
-    let decoded = model.vae_decoder.decode(&one)?;
-    Ok(decoded_to_rgb(&decoded)?.remove(0))
+/// Image `index` of the batch's latents, unscaled and decoded alone so the decoder holds one image at a time (in
+/// tiles for large images, again with the fp32 VAE if the fp16 one overflows: see [`super::vae::decode`]).
+pub(crate) fn decode_one(
+    model: &mut LoadedModel,
+    latents: &ArrayD<f32>,
+    index: usize,
+    observer: &mut dyn GenerationObserver,
+) -> Result<image::RgbImage> {
+    let mut warnings = Vec::new();
+    let image = super::vae::decode(model, latents, index, &mut |_, _| Ok(()), &mut warnings);
+    for warning in warnings {
+        observer.warning(&warning);
+    }
+    image
 }
 
 /// AUTOMATIC1111's infotext for one image.

@@ -3,12 +3,16 @@
 //! ONNX Runtime allows one environment per process, so a [`Runtime`] is made once (by the CLI's `main`, by the app
 //! at start) and cloned wherever sessions are created.
 
+mod devices;
 mod library;
+mod precision;
 mod providers;
 
 use std::path::{Path, PathBuf};
 
+pub use devices::{DeviceReport, GpuInfo, peak_process_memory, probe_devices, process_gpu_memory};
 pub use library::{find_onnxruntime_library, library_file_names};
+pub use precision::{ModelFamily, Precision, PrecisionChoice, PrecisionDecision, choose_precision};
 pub use providers::{DeviceChoice, ExecutionProvider, ProviderReport};
 
 use crate::error::{EngineError, Result};
@@ -18,6 +22,11 @@ pub struct RuntimeOptions {
     /// An explicit library path; otherwise the search order of [`find_onnxruntime_library`] applies.
     pub library_path: Option<PathBuf>,
     pub device: DeviceChoice,
+    /// Where derived files are kept between runs: ONNX Runtime's optimized graphs (`graphs/`) and fp16 conversions
+    /// of fp32 models (`fp16/`). `None` optimizes at every load and never converts.
+    pub cache_dir: Option<PathBuf>,
+    /// fp16 or fp32, or chosen from the device and its memory (see [`choose_precision`]).
+    pub precision: PrecisionChoice,
 }
 
 /// A loaded ONNX Runtime with its chosen execution provider. Cheap to clone.
@@ -26,6 +35,8 @@ pub struct Runtime {
     environment: ort::environment::Environment,
     library: PathBuf,
     providers: ProviderReport,
+    cache_dir: Option<PathBuf>,
+    precision: PrecisionChoice,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -49,7 +60,13 @@ impl Runtime {
             .build()
             .map_err(|e| load_error(e.to_string()))?;
         let providers = providers::select(&environment, options.device)?;
-        Ok(Runtime { environment, library, providers })
+        Ok(Runtime {
+            environment,
+            library,
+            providers,
+            cache_dir: options.cache_dir.clone(),
+            precision: options.precision,
+        })
     }
 
     pub fn library(&self) -> &Path {
@@ -63,6 +80,24 @@ impl Runtime {
             .find_map(|part| part.strip_prefix("git-branch=rel-"))
             .unwrap_or("unknown")
             .to_string()
+    }
+
+    /// This runtime with another cache folder (or none); the environment and provider are shared.
+    pub fn with_cache_dir(&self, cache_dir: Option<PathBuf>) -> Runtime {
+        Runtime { cache_dir, ..self.clone() }
+    }
+
+    /// This runtime with another precision choice; the environment and provider are shared.
+    pub fn with_precision(&self, precision: PrecisionChoice) -> Runtime {
+        Runtime { precision, ..self.clone() }
+    }
+
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
+    pub fn precision(&self) -> PrecisionChoice {
+        self.precision
     }
 
     pub fn providers(&self) -> &ProviderReport {

@@ -67,7 +67,11 @@ impl fmt::Display for ProviderReport {
 
 fn dispatch(provider: ExecutionProvider) -> ExecutionProviderDispatch {
     match provider {
-        ExecutionProvider::Cuda => ep::CUDA::default().build().error_on_failure(),
+        // Grow the memory arena by what is asked rather than doubling it: the peak stays near what the model needs.
+        ExecutionProvider::Cuda => ep::CUDA::default()
+            .with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested)
+            .build()
+            .error_on_failure(),
         // DirectML cannot run with memory patterns or parallel execution; `apply` sets both off for it.
         ExecutionProvider::DirectMl => ep::DirectML::default().build().error_on_failure(),
         ExecutionProvider::Cpu => ep::CPU::default().build().error_on_failure(),

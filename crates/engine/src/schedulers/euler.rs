@@ -6,9 +6,7 @@
 use ndarray::{ArrayD, Zip};
 
 use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use super::noise_schedule::{
-    NoiseSchedule, interp_at, karras_sigmas, leading_timesteps, linspace_f32_timesteps, sigma_to_t, trailing_timesteps,
-};
+use super::noise_schedule::{SigmaSteps, SpacedTimesteps};
 use super::{BatchNoise, Scheduler, SigmaSchedule};
 
 /// Timesteps and sigmas as `EulerDiscreteScheduler.set_timesteps` makes them (float32), the final sigma zero.
@@ -22,35 +20,14 @@ pub(super) struct EulerSigmas {
 
 impl EulerSigmas {
     /// `EulerDiscreteScheduler.set_timesteps(steps)` (interpolation_type "linear", final_sigmas_type "zero"), whose
-    /// default spacing is "linspace"; `EulerAncestralDiscreteScheduler.set_timesteps` is the same without Karras.
+    /// default spacing is "linspace"; `EulerAncestralDiscreteScheduler.set_timesteps` is the same on the automatic
+    /// schedule, and so are LMS's.
     pub(super) fn new(config: &SchedulerConfig, steps: usize, schedule: SigmaSchedule) -> Self {
-        let num_train = config.num_train_timesteps;
-        let spacing = config.spacing_or(TimestepSpacing::Linspace);
-        let mut timesteps = match spacing {
-            TimestepSpacing::Linspace => linspace_f32_timesteps(num_train, steps),
-            TimestepSpacing::Leading => leading_timesteps(num_train / steps, steps, config.steps_offset),
-            TimestepSpacing::Trailing => trailing_timesteps(num_train, num_train, steps),
-        };
-        let noise_schedule = NoiseSchedule::new(config);
-        let train_sigmas = noise_schedule.sigmas();
-        // np.interp in float64 over the float32 training sigmas.
-        let mut sigmas: Vec<f64> = timesteps.iter().map(|&t| interp_at(t, &train_sigmas)).collect();
-        if schedule == SigmaSchedule::Karras {
-            // The Karras range is that of the interpolated sigmas: for "leading" it starts at sigma(t = 901), not at
-            // the schedule's maximum.
-            let log_sigmas = noise_schedule.log_sigmas();
-            sigmas = karras_sigmas(sigmas[sigmas.len() - 1], sigmas[0], steps);
-            timesteps = sigmas.iter().map(|&sigma| sigma_to_t(sigma, &log_sigmas)).collect();
-        }
+        let SigmaSteps { timesteps, sigmas } = SigmaSteps::new(config, steps, schedule, SpacedTimesteps::Float32);
         let timesteps = timesteps.into_iter().map(|t| t as f32 as f64).collect();
         let mut sigmas: Vec<f32> = sigmas.into_iter().map(|sigma| sigma as f32).collect();
         sigmas.push(0.0);
-        let max_sigma = sigmas.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        // EulerDiscreteScheduler.init_noise_sigma: "leading" treats the start as a VP sample scaled up.
-        let init_noise_sigma = match spacing {
-            TimestepSpacing::Linspace | TimestepSpacing::Trailing => max_sigma,
-            TimestepSpacing::Leading => (max_sigma * max_sigma + 1.0).sqrt(),
-        };
+        let init_noise_sigma = init_noise_sigma(config, &sigmas);
         EulerSigmas { timesteps, sigmas, init_noise_sigma }
     }
 
@@ -65,6 +42,16 @@ impl EulerSigmas {
     pub(super) fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let sigma = self.sigmas[step_index];
         Zip::from(original).and(noise).map_collect(|&x, &n| x + n * sigma)
+    }
+}
+
+/// The `init_noise_sigma` of diffusers' sigma-parameterised schedulers: the largest sigma, and for "leading" spacing
+/// `sqrt(max^2 + 1)` (the start treated as a VP sample scaled up).
+pub(super) fn init_noise_sigma(config: &SchedulerConfig, sigmas: &[f32]) -> f32 {
+    let max_sigma = sigmas.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    match config.spacing_or(TimestepSpacing::Linspace) {
+        TimestepSpacing::Linspace | TimestepSpacing::Trailing => max_sigma,
+        TimestepSpacing::Leading => (max_sigma * max_sigma + 1.0).sqrt(),
     }
 }
 

@@ -6,7 +6,6 @@ use ndarray::{ArrayD, Zip};
 use super::config::{PredictionType, SchedulerConfig};
 use super::euler::{EulerSigmas, predicted_original};
 use super::{BatchNoise, Scheduler, SigmaSchedule};
-use crate::error::{EngineError, Result};
 
 pub(super) struct EulerAncestralDiscrete {
     sigmas: EulerSigmas,
@@ -14,20 +13,13 @@ pub(super) struct EulerAncestralDiscrete {
 }
 
 impl EulerAncestralDiscrete {
-    /// `EulerAncestralDiscreteScheduler.set_timesteps`: Euler's timesteps and sigmas (it has no Karras option).
-    pub(super) fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
-        if config.prediction_type == PredictionType::Sample {
-            // diffusers raises NotImplementedError for it.
-            return Err(EngineError::parameter(
-                "sampler",
-                "Euler a",
-                "takes only epsilon or v_prediction models (this model's prediction_type is sample)",
-            ));
-        }
-        Ok(EulerAncestralDiscrete {
+    /// `EulerAncestralDiscreteScheduler.set_timesteps`: Euler's timesteps and sigmas (it has no Karras option). The
+    /// class refuses "sample" prediction; [`create`](super::sampler::create) does too.
+    pub(super) fn new(config: &SchedulerConfig, steps: usize) -> Self {
+        EulerAncestralDiscrete {
             sigmas: EulerSigmas::new(config, steps, SigmaSchedule::Automatic),
             prediction_type: config.prediction_type,
-        })
+        }
     }
 }
 
@@ -95,15 +87,6 @@ mod tests {
     }
 
     #[test]
-    fn sample_prediction_is_refused() {
-        let config = SchedulerConfig { prediction_type: PredictionType::Sample, ..SchedulerConfig::default() };
-        assert!(matches!(
-            EulerAncestralDiscrete::new(&config, 10),
-            Err(EngineError::InvalidParameter { name: "sampler", .. })
-        ));
-    }
-
-    #[test]
     fn each_image_draws_from_its_own_generator() {
         // Image 1 of a batch steps exactly as it does alone with the same seed.
         let config = SchedulerConfig::default();
@@ -111,13 +94,13 @@ mod tests {
         let sample = ArrayD::from_shape_fn(shape.to_vec(), |index| index[1] as f32 - 1.5 + index[0] as f32);
         let output = sample.mapv(|x| 0.1 * x);
         let mut batch_generators = [TorchGenerator::new(5), TorchGenerator::new(6)];
-        let mut scheduler = EulerAncestralDiscrete::new(&config, 4).unwrap();
+        let mut scheduler = EulerAncestralDiscrete::new(&config, 4);
         let batch = scheduler.step(&output, 0, &sample, &mut BatchNoise::new(&mut batch_generators));
 
         let single_sample = sample.slice(ndarray::s![1..2, .., .., ..]).to_owned().into_dyn();
         let single_output = output.slice(ndarray::s![1..2, .., .., ..]).to_owned().into_dyn();
         let mut single_generator = [TorchGenerator::new(6)];
-        let mut scheduler = EulerAncestralDiscrete::new(&config, 4).unwrap();
+        let mut scheduler = EulerAncestralDiscrete::new(&config, 4);
         let single = scheduler.step(&single_output, 0, &single_sample, &mut BatchNoise::new(&mut single_generator));
         assert_eq!(batch.slice(ndarray::s![1..2, .., .., ..]).to_owned().into_dyn(), single);
     }

@@ -5,19 +5,31 @@
 //! (automatic, Karras, ...) is the user's [`SigmaSchedule`]; the update rule is the [`Sampler`]. Each sampler
 //! matches its diffusers scheduler step for step (tests/fixtures/reference/schedulers).
 //!
-//! The trait is diffusers' interface in Rust: the timesteps the model is evaluated at (a two-evaluation sampler
-//! such as Heun lists a timestep twice), `scale_model_input`, `step`, `add_noise`. Multistep samplers keep their
-//! history inside; ancestral ones draw noise per image from that image's own generator ([`BatchNoise`]).
+//! The trait is diffusers' interface in Rust: the timesteps the model is evaluated at, `scale_model_input`, `step`,
+//! `add_noise`. Every entry of `timesteps` is one model evaluation, so a two-evaluation sampler lists 2n - 1 of them
+//! for n steps (Heun repeats each timestep after the first, DPM2 interleaves midpoints) and PLMS n + 1 (its second
+//! step is a correction that evaluates the model again). Samplers that need history or a half-finished step keep
+//! it inside; stochastic ones draw noise per image from that image's own generator ([`BatchNoise`]).
 
 mod config;
 #[cfg(test)]
 mod contract_tests;
 mod ddim;
+mod ddpm;
 mod dpm_solver_multistep;
+mod dpm_solver_sde;
+mod dpm_solver_singlestep;
 mod euler;
 mod euler_ancestral;
+mod heun;
+mod k_dpm_2;
+mod k_dpm_2_ancestral;
+mod lcm;
+mod lms;
 mod noise_schedule;
+mod pndm;
 mod sampler;
+mod unipc;
 
 use ndarray::ArrayD;
 
@@ -30,24 +42,46 @@ use crate::rng::TorchGenerator;
 /// The generators of a batch, one per image (DESIGN.md: image i of a batch uses seed s + i with its own generator,
 /// for its initial latents and any per-step noise).
 pub struct BatchNoise<'a> {
-    generators: &'a mut [TorchGenerator],
+    source: NoiseSource<'a>,
+}
+
+enum NoiseSource<'a> {
+    Generators(&'a mut [TorchGenerator]),
+    /// Every draw zero, for `batch` images.
+    Zero {
+        batch: usize,
+    },
 }
 
 impl<'a> BatchNoise<'a> {
     pub fn new(generators: &'a mut [TorchGenerator]) -> Self {
-        BatchNoise { generators }
+        BatchNoise { source: NoiseSource::Generators(generators) }
+    }
+
+    /// Noise that is always zero: a stochastic sampler then takes only the deterministic part of each step. This is
+    /// how DPM++ SDE, whose diffusers noise cannot be reproduced, is compared with diffusers run on zero noise.
+    pub fn zero(batch: usize) -> BatchNoise<'static> {
+        BatchNoise { source: NoiseSource::Zero { batch } }
     }
 
     /// Standard normal noise of `shape`, whose first axis is the batch: image i draws `shape[1..]` from generator i,
     /// as diffusers' `randn_tensor` does with a list of generators.
     pub fn randn(&mut self, shape: &[usize]) -> ArrayD<f32> {
-        assert_eq!(shape[0], self.generators.len(), "one generator per image of the batch");
-        let per_image: usize = shape[1..].iter().product();
-        let mut values = vec![0.0f32; per_image * shape[0]];
-        for (chunk, generator) in values.chunks_mut(per_image.max(1)).zip(self.generators.iter_mut()) {
-            generator.fill_randn(chunk);
+        match &mut self.source {
+            NoiseSource::Generators(generators) => {
+                assert_eq!(shape[0], generators.len(), "one generator per image of the batch");
+                let per_image: usize = shape[1..].iter().product();
+                let mut values = vec![0.0f32; per_image * shape[0]];
+                for (chunk, generator) in values.chunks_mut(per_image.max(1)).zip(generators.iter_mut()) {
+                    generator.fill_randn(chunk);
+                }
+                ArrayD::from_shape_vec(shape, values).expect("values drawn for the whole shape")
+            }
+            NoiseSource::Zero { batch } => {
+                assert_eq!(shape[0], *batch, "zero noise for the batch it was made for");
+                ArrayD::zeros(shape)
+            }
         }
-        ArrayD::from_shape_vec(shape, values).expect("values drawn for the whole shape")
     }
 }
 
@@ -59,10 +93,19 @@ pub trait Scheduler: Send {
     /// The standard deviation of the initial noise (multiplies the seeded `randn` latents).
     fn init_noise_sigma(&self) -> f32;
 
+    /// Model evaluations per step (diffusers' `scheduler.order`): 2 for Heun, DPM2, DPM2 a and DPM++ SDE, whose
+    /// steps each take two consecutive entries of `timesteps`. Image to image that skips the first `k` steps starts
+    /// at `timesteps()[k * order]`, as diffusers' img2img pipelines do.
+    fn order(&self) -> usize {
+        1
+    }
+
     /// The model input for `sample` at `step_index` (for sigma-based samplers, divided by sqrt(sigma^2 + 1)).
     fn scale_model_input(&self, sample: &ArrayD<f32>, step_index: usize) -> ArrayD<f32>;
 
-    /// Advances `sample` by one model evaluation; returns the new sample.
+    /// Advances `sample` by one model evaluation; returns the new sample. Calls are expected in order of
+    /// `step_index`, from the first index given onwards (multistep and two-evaluation samplers keep state between
+    /// them, as their diffusers schedulers do).
     fn step(
         &mut self,
         model_output: &ArrayD<f32>,

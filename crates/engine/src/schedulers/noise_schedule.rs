@@ -5,7 +5,8 @@
 //! computes in float32 and where in float64, so that timesteps and sigmas come out bit for bit where it matters
 //! (the UNet sees the timestep; every step multiplies by the sigmas).
 
-use super::config::{BetaSchedule, SchedulerConfig};
+use super::SigmaSchedule;
+use super::config::{BetaSchedule, SchedulerConfig, TimestepSpacing};
 
 /// Betas and their cumulative alpha product, as every diffusers scheduler's `__init__` builds them (float32).
 pub(crate) struct NoiseSchedule {
@@ -168,15 +169,6 @@ pub(crate) fn linspace_rounded_timesteps(last: f64, points: usize) -> Vec<f64> {
     values
 }
 
-/// "linspace" spacing as the Euler schedulers keep it: `np.linspace(0, num_train - 1, steps, dtype=np.float32)[::-1]`,
-/// fractional float32 values.
-pub(crate) fn linspace_f32_timesteps(num_train: usize, steps: usize) -> Vec<f64> {
-    let mut values: Vec<f64> =
-        numpy_linspace(0.0, (num_train - 1) as f64, steps).into_iter().map(|t| t as f32 as f64).collect();
-    values.reverse();
-    values
-}
-
 /// `np.interp(x, np.arange(len(values)), values)`: linear interpolation in float64 over integer abscissae,
 /// clamped at both ends (numpy's `arr_interp`).
 pub(crate) fn interp_at(x: f64, values: &[f32]) -> f64 {
@@ -211,6 +203,69 @@ pub(crate) fn karras_sigmas(sigma_min: f64, sigma_max: f64, steps: usize) -> Vec
         .collect()
 }
 
+/// `steps` sigmas from `sigma_max` down to `sigma_min` evenly spaced in log sigma (diffusers'
+/// `_convert_to_exponential`: `np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), steps))`, float64).
+pub(crate) fn exponential_sigmas(sigma_min: f64, sigma_max: f64, steps: usize) -> Vec<f64> {
+    numpy_linspace(sigma_max.ln(), sigma_min.ln(), steps).into_iter().map(f64::exp).collect()
+}
+
+/// Where a sigma-parameterised sampler's timesteps and sigmas come from before each casts them to its own precision:
+/// the model's spacing (class default "linspace"), sigmas interpolated at those timesteps, and for Karras and
+/// exponential schedules sigmas respaced over the same range with timesteps from `sigma_to_t` (the `set_timesteps` of
+/// diffusers' Euler, Heun, LMS, KDPM2, KDPM2Ancestral and DPMSolverSDE schedulers).
+pub(crate) struct SigmaSteps {
+    /// Unrounded float64 timesteps, largest first.
+    pub(crate) timesteps: Vec<f64>,
+    /// One sigma per timestep (without the final 0), float64 as numpy leaves them.
+    pub(crate) sigmas: Vec<f64>,
+}
+
+/// Whether the spaced timesteps are rounded to float32 before the sigmas are interpolated at them: numpy's
+/// `linspace(..., dtype=np.float32)` in every class but DPMSolverSDE, which keeps float64.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpacedTimesteps {
+    Float32,
+    Float64,
+}
+
+impl SigmaSteps {
+    pub(crate) fn new(
+        config: &SchedulerConfig,
+        steps: usize,
+        schedule: SigmaSchedule,
+        precision: SpacedTimesteps,
+    ) -> SigmaSteps {
+        let num_train = config.num_train_timesteps;
+        let mut timesteps = match config.spacing_or(TimestepSpacing::Linspace) {
+            TimestepSpacing::Linspace => {
+                let mut values = numpy_linspace(0.0, (num_train - 1) as f64, steps);
+                values.reverse();
+                values
+            }
+            TimestepSpacing::Leading => leading_timesteps(num_train / steps, steps, config.steps_offset),
+            TimestepSpacing::Trailing => trailing_timesteps(num_train, num_train, steps),
+        };
+        if precision == SpacedTimesteps::Float32 {
+            timesteps.iter_mut().for_each(|t| *t = *t as f32 as f64);
+        }
+        let noise_schedule = NoiseSchedule::new(config);
+        let train_sigmas = noise_schedule.sigmas();
+        // np.interp in float64 over the float32 training sigmas.
+        let interpolated: Vec<f64> = timesteps.iter().map(|&t| interp_at(t, &train_sigmas)).collect();
+        // The Karras and exponential ranges are those of the interpolated sigmas: for "leading" they start at
+        // sigma(t = 901), not at the schedule's maximum.
+        let (sigma_min, sigma_max) = (interpolated[interpolated.len() - 1], interpolated[0]);
+        let sigmas = match schedule {
+            SigmaSchedule::Automatic => return SigmaSteps { timesteps, sigmas: interpolated },
+            SigmaSchedule::Karras => karras_sigmas(sigma_min, sigma_max, steps),
+            SigmaSchedule::Exponential => exponential_sigmas(sigma_min, sigma_max, steps),
+        };
+        let log_sigmas = noise_schedule.log_sigmas();
+        let timesteps = sigmas.iter().map(|&sigma| sigma_to_t(sigma, &log_sigmas)).collect();
+        SigmaSteps { timesteps, sigmas }
+    }
+}
+
 /// The fractional training timestep of `sigma`, interpolating linearly in log-sigma between the two neighbouring
 /// training steps (diffusers' `_sigma_to_t`). `log_sigmas` is ascending float32, as `np.log(sigmas)`; the distances
 /// are float64 but the bracket width is float32, as numpy 2 promotes there.
@@ -232,6 +287,22 @@ pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
     let (low, high) = (log_sigmas[low_idx], log_sigmas[high_idx]);
     let w = ((low as f64 - log_sigma) / (low - high) as f64).clamp(0.0, 1.0);
     (1.0 - w) * low_idx as f64 + w * high_idx as f64
+}
+
+/// [`sigma_to_t`] as diffusers' KDPM2 schedulers run it on float32 torch tensors (their interpolated midpoints):
+/// every quantity float32.
+pub(crate) fn sigma_to_t_f32(sigma: f32, log_sigmas: &[f32]) -> f32 {
+    let log_sigma = sigma.max(1e-10).ln();
+    // log_sigmas ascend, so the entries at or below log_sigma are a prefix; cumsum's argmax is its last index.
+    let low_idx = log_sigmas.iter().rposition(|&log| log_sigma - log >= 0.0).unwrap_or(0).min(log_sigmas.len() - 2);
+    let (low, high) = (log_sigmas[low_idx], log_sigmas[low_idx + 1]);
+    let w = ((low - log_sigma) / (low - high)).clamp(0.0, 1.0);
+    (1.0 - w) * low_idx as f32 + w * (low_idx + 1) as f32
+}
+
+/// `torch.lerp(start, end, 0.5)` in float32: torch computes `end - (end - start) * 0.5` for weights from 0.5 up.
+pub(crate) fn torch_lerp_half(start: f32, end: f32) -> f32 {
+    end - (end - start) * 0.5
 }
 
 /// Asserts `got` is within `ulps` float32 units in the last place of `want` (a value torch computed).
@@ -281,8 +352,14 @@ mod tests {
         assert_eq!(t61.len(), 61);
         assert_eq!(t61[60], 15.0);
         assert_eq!(linspace_rounded_timesteps(999.0, 4), vec![999., 666., 333., 0.]);
-        // np.linspace(0, 999, 20, dtype=np.float32)[::-1][1] = 946.4210815429688
-        assert_eq!(linspace_f32_timesteps(1000, 20)[1], 946.421_081_542_968_8);
+        // np.linspace(0, 999, 20, dtype=np.float32)[::-1][1] = 946.4210815429688; in float64 (DPMSolverSDE)
+        // 946.421052631579.
+        let config =
+            SchedulerConfig { timestep_spacing: Some(TimestepSpacing::Linspace), ..SchedulerConfig::default() };
+        let f32_steps = SigmaSteps::new(&config, 20, SigmaSchedule::Automatic, SpacedTimesteps::Float32);
+        assert_eq!(f32_steps.timesteps[1], 946.421_081_542_968_8);
+        let f64_steps = SigmaSteps::new(&config, 20, SigmaSchedule::Automatic, SpacedTimesteps::Float64);
+        assert_eq!(f64_steps.timesteps[1], 946.421_052_631_579);
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! `tokenizer.json`, or built from `vocab.json` + `merges.txt` the way transformers builds it
 //! (models/clip/tokenization_clip.py: NFC, whitespace collapse, lowercase; CLIP's split regex; byte-level BPE with
 //! `</w>` word ends).
+//!
+//! Textual-inversion embeddings extend it: their names, tokenized as usual, map to the ids of their vectors, which
+//! the text encoder's session holds as extra rows of its token table (see [`crate::text::EmbeddingLibrary`]).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use tokenizers::models::bpe::BPE;
@@ -14,12 +18,15 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{AddedToken, Model, SplitDelimiterBehavior, Tokenizer};
 
+use super::embeddings::EmbeddingTokens;
 use crate::error::{EngineError, Result};
 
 const BOS: &str = "<|startoftext|>";
 const EOS: &str = "<|endoftext|>";
 /// CLIP's context: 77 positions including BOS and EOS.
 const CONTEXT_LENGTH: usize = 77;
+/// The comma as a whole word: long prompts are cut after one (A1111's `comma_token`).
+const COMMA: &str = ",</w>";
 const CLIP_SPLIT_PATTERN: &str =
     r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
@@ -28,7 +35,12 @@ pub struct ClipTokenizer {
     bos: u32,
     eos: u32,
     pad: u32,
+    comma: Option<u32>,
     max_length: usize,
+    /// Textual-inversion embeddings known to the text encoder session, and where each is in `embeddings` by the
+    /// first id of its name, longest name first (A1111's `EmbeddingDatabase.ids_lookup`).
+    embeddings: Vec<EmbeddingTokens>,
+    embeddings_by_first_id: HashMap<u32, Vec<usize>>,
 }
 
 impl std::fmt::Debug for ClipTokenizer {
@@ -38,6 +50,7 @@ impl std::fmt::Debug for ClipTokenizer {
             .field("eos", &self.eos)
             .field("pad", &self.pad)
             .field("max_length", &self.max_length)
+            .field("embeddings", &self.embeddings.len())
             .finish()
     }
 }
@@ -66,7 +79,17 @@ impl ClipTokenizer {
         let pad = id(config.pad_token.as_deref().unwrap_or(EOS))?;
         let max_length =
             config.model_max_length.filter(|&n| (2..=CONTEXT_LENGTH).contains(&n)).unwrap_or(CONTEXT_LENGTH);
-        Ok(ClipTokenizer { inner, bos, eos, pad, max_length })
+        let comma = inner.token_to_id(COMMA);
+        Ok(ClipTokenizer {
+            inner,
+            bos,
+            eos,
+            pad,
+            comma,
+            max_length,
+            embeddings: Vec::new(),
+            embeddings_by_first_id: HashMap::new(),
+        })
     }
 
     /// The number of ids [`encode`](Self::encode) returns (77 for CLIP).
@@ -76,6 +99,49 @@ impl ClipTokenizer {
 
     pub fn pad_id(&self) -> u32 {
         self.pad
+    }
+
+    pub fn bos_id(&self) -> u32 {
+        self.bos
+    }
+
+    pub fn eos_id(&self) -> u32 {
+        self.eos
+    }
+
+    /// The id of "," as a word, where long prompts are preferably cut.
+    pub fn comma_id(&self) -> Option<u32> {
+        self.comma
+    }
+
+    /// The textual-inversion embeddings prompts can use, by name.
+    pub fn embeddings(&self) -> &[EmbeddingTokens] {
+        &self.embeddings
+    }
+
+    /// Makes `embeddings` usable in prompts; their ids must be those the text encoder session was given.
+    pub(crate) fn set_embeddings(&mut self, embeddings: Vec<EmbeddingTokens>) {
+        let mut by_first_id: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (index, embedding) in embeddings.iter().enumerate() {
+            if let Some(&first) = embedding.name_ids.first() {
+                by_first_id.entry(first).or_default().push(index);
+            }
+        }
+        for indices in by_first_id.values_mut() {
+            indices.sort_by_key(|&i| std::cmp::Reverse(embeddings[i].name_ids.len()));
+        }
+        self.embeddings = embeddings;
+        self.embeddings_by_first_id = by_first_id;
+    }
+
+    /// The embedding whose name's tokens start at `tokens[position]`, longest name first
+    /// (`EmbeddingDatabase.find_embedding_at_position`).
+    pub(crate) fn embedding_at(&self, tokens: &[u32], position: usize) -> Option<&EmbeddingTokens> {
+        let candidates = self.embeddings_by_first_id.get(tokens.get(position)?)?;
+        candidates
+            .iter()
+            .map(|&i| &self.embeddings[i])
+            .find(|embedding| tokens[position..].starts_with(&embedding.name_ids))
     }
 
     /// Token ids of `text` without BOS, EOS or padding.

@@ -31,7 +31,7 @@ pub fn runtime() -> Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            Runtime::load(&RuntimeOptions { library_path: None, device: DeviceChoice::Cpu })
+            Runtime::load(&RuntimeOptions { device: DeviceChoice::Cpu, ..RuntimeOptions::default() })
                 .expect("ONNX Runtime loads (run `npm run setup` first)")
         })
         .clone()

@@ -1,0 +1,162 @@
+//! Choosing fp16 or fp32 from the device and its memory (DESIGN.md: "reads the GPU's memory to choose fp16 or
+//! fp32 by itself").
+//!
+//! The thresholds come from measured peaks: Stable Diffusion 1.5 in fp16 at 512x512, batch 1, peaked at 2.65 GiB
+//! of GPU memory (diffusers + torch on an H100, shared/gpu/README.md); SD 2.x has the same UNet size. fp32 doubles
+//! the weights (UNet 3.4 GB, text encoder 0.5 GB, VAE 0.3 GB) and needs about 5.5 GiB. SDXL's fp16 weights alone are
+//! 6.9 GB. A GPU needs headroom beyond the peak for the desktop and other programs, hence the margins below.
+
+use serde::Serialize;
+
+use super::ExecutionProvider;
+use crate::error::EngineError;
+
+const GIB: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionChoice {
+    #[default]
+    Auto,
+    Fp16,
+    Fp32,
+}
+
+impl std::str::FromStr for PrecisionChoice {
+    type Err = EngineError;
+    fn from_str(value: &str) -> Result<Self, EngineError> {
+        match value.to_ascii_lowercase().as_str() {
+            "auto" => Ok(PrecisionChoice::Auto),
+            "fp16" | "float16" | "half" => Ok(PrecisionChoice::Fp16),
+            "fp32" | "float32" | "full" => Ok(PrecisionChoice::Fp32),
+            _ => Err(EngineError::parameter("precision", value, "expected auto, fp16 or fp32")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp16,
+    Fp32,
+}
+
+/// Model families by their UNet size, told apart by the text embedding width (768: SD 1.x, 1024: SD 2.x,
+/// 2048: SDXL's two encoders concatenated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ModelFamily {
+    Sd1,
+    Sd2,
+    Sdxl,
+}
+
+impl ModelFamily {
+    pub fn from_context_width(width: usize) -> ModelFamily {
+        match width {
+            0..=768 => ModelFamily::Sd1,
+            769..=1024 => ModelFamily::Sd2,
+            _ => ModelFamily::Sdxl,
+        }
+    }
+
+    /// GPU memory below which even fp16 does not fit with all parts loaded at once: measured peak plus 1.3 GiB
+    /// of headroom for SD 1.x/2.x (2.65 GiB measured), SDXL's weights plus activations plus headroom.
+    fn fp16_full_load(self) -> u64 {
+        match self {
+            ModelFamily::Sd1 | ModelFamily::Sd2 => 4 * GIB,
+            ModelFamily::Sdxl => 10 * GIB,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrecisionDecision {
+    pub precision: Precision,
+    /// Load the parts in turn and tile the VAE, because the GPU cannot hold the model at once.
+    pub low_vram: bool,
+    pub reason: String,
+}
+
+/// The decision table:
+///
+/// | provider | memory known | choice | result |
+/// | --- | --- | --- | --- |
+/// | CPU | - | auto | fp32: ONNX Runtime's CPU kernels are fp32; fp16 would be cast back at every op, slower |
+/// | GPU | >= family's fp16 need | auto | fp16, all parts loaded |
+/// | GPU | < family's fp16 need | auto | fp16 + low-VRAM mode: fp32 needs twice the memory, so it can only fit worse |
+/// | GPU | unknown | auto | fp16 (what every published GPU export uses), all parts loaded |
+/// | any | - | fp16 / fp32 | as chosen; low-VRAM as the memory says |
+pub fn choose_precision(
+    choice: PrecisionChoice,
+    provider: ExecutionProvider,
+    gpu_memory: Option<u64>,
+    family: ModelFamily,
+) -> PrecisionDecision {
+    let need = family.fp16_full_load();
+    let on_gpu = provider != ExecutionProvider::Cpu;
+    let low_vram = on_gpu && gpu_memory.is_some_and(|memory| memory < need);
+    let memory_text = match gpu_memory {
+        Some(memory) => format!("{:.1} GiB", memory as f64 / GIB as f64),
+        None => "unknown memory".into(),
+    };
+    let (precision, reason) = match (choice, on_gpu) {
+        (PrecisionChoice::Fp16, _) => (Precision::Fp16, "fp16 chosen".to_string()),
+        (PrecisionChoice::Fp32, _) => (Precision::Fp32, "fp32 chosen".to_string()),
+        (PrecisionChoice::Auto, false) => (Precision::Fp32, "fp32 on the CPU (its kernels are fp32)".to_string()),
+        (PrecisionChoice::Auto, true) if low_vram => (
+            Precision::Fp16,
+            format!(
+                "fp16 with parts loaded in turn: {provider} GPU with {memory_text}, below the {} GiB a {family:?} model needs at once",
+                need / GIB
+            ),
+        ),
+        (PrecisionChoice::Auto, true) => (Precision::Fp16, format!("fp16 on the {provider} GPU ({memory_text})")),
+    };
+    PrecisionDecision { precision, low_vram, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExecutionProvider::{Cpu, Cuda, DirectMl};
+
+    #[test]
+    fn the_decision_table() {
+        let cases = [
+            (PrecisionChoice::Auto, Cpu, None, ModelFamily::Sd1, Precision::Fp32, false),
+            (PrecisionChoice::Auto, Cpu, Some(2 * GIB), ModelFamily::Sd1, Precision::Fp32, false),
+            (PrecisionChoice::Auto, Cuda, Some(24 * GIB), ModelFamily::Sd1, Precision::Fp16, false),
+            (PrecisionChoice::Auto, Cuda, Some(4 * GIB), ModelFamily::Sd2, Precision::Fp16, false),
+            (PrecisionChoice::Auto, Cuda, Some(3 * GIB), ModelFamily::Sd1, Precision::Fp16, true),
+            (PrecisionChoice::Auto, Cuda, Some(8 * GIB), ModelFamily::Sdxl, Precision::Fp16, true),
+            (PrecisionChoice::Auto, Cuda, Some(12 * GIB), ModelFamily::Sdxl, Precision::Fp16, false),
+            (PrecisionChoice::Auto, DirectMl, None, ModelFamily::Sd1, Precision::Fp16, false),
+            (PrecisionChoice::Fp32, Cuda, Some(24 * GIB), ModelFamily::Sd1, Precision::Fp32, false),
+            (PrecisionChoice::Fp16, Cpu, None, ModelFamily::Sd1, Precision::Fp16, false),
+        ];
+        for (choice, provider, memory, family, precision, low_vram) in cases {
+            let decision = choose_precision(choice, provider, memory, family);
+            assert_eq!(
+                (decision.precision, decision.low_vram),
+                (precision, low_vram),
+                "{choice:?} {provider} {memory:?} {family:?}: {}",
+                decision.reason
+            );
+            assert!(!decision.reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn families_follow_the_embedding_width() {
+        assert_eq!(ModelFamily::from_context_width(32), ModelFamily::Sd1);
+        assert_eq!(ModelFamily::from_context_width(768), ModelFamily::Sd1);
+        assert_eq!(ModelFamily::from_context_width(1024), ModelFamily::Sd2);
+        assert_eq!(ModelFamily::from_context_width(2048), ModelFamily::Sdxl);
+    }
+
+    #[test]
+    fn precision_names_parse() {
+        assert_eq!("FP16".parse::<PrecisionChoice>().unwrap(), PrecisionChoice::Fp16);
+        assert!("fp8".parse::<PrecisionChoice>().unwrap_err().to_string().contains("fp8"));
+    }
+}

@@ -1,0 +1,210 @@
+//! The engine behind the job queue: keeps the last model's sessions loaded between jobs (reloading only when a job
+//! names another model), runs text-to-image, saves each image as it is made and streams progress with previews.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pigment_engine::image::{PARAMETERS_KEY, write_png_atomically};
+use pigment_engine::model::LoadedModel;
+use pigment_engine::pipeline::{
+    Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, Stage, txt2img,
+};
+
+use crate::error::{AppError, Result};
+use crate::models::{ImageResult, JobEvent, ProgressReport};
+use crate::paths::check_writable_folder;
+use crate::preview::{latents_to_rgb, png_data_url};
+use crate::queue::{Backend, CancelFlag, EventSink};
+use crate::runtime_slot::RuntimeSlot;
+
+/// Progress reports closer together than this are dropped (the last step and stage changes always go through),
+/// so a fast model cannot flood the window with messages.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(40);
+
+pub struct GenerationJob {
+    pub request: GenerateRequest,
+    pub model: PathBuf,
+    pub output_folder: PathBuf,
+}
+
+pub struct EngineBackend {
+    runtime: Arc<RuntimeSlot>,
+    loaded: Option<LoadedModel>,
+}
+
+impl EngineBackend {
+    pub fn new(runtime: Arc<RuntimeSlot>) -> EngineBackend {
+        EngineBackend { runtime, loaded: None }
+    }
+
+    /// The model for `folder`, loading it only when it is not the one already loaded.
+    fn model_for(&mut self, folder: &Path, events: &dyn EventSink) -> Result<&mut LoadedModel> {
+        let wanted = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+        let reuse = self
+            .loaded
+            .as_ref()
+            .is_some_and(|m| std::fs::canonicalize(&m.folder.root).unwrap_or_else(|_| m.folder.root.clone()) == wanted);
+        if !reuse {
+            // Free the old sessions before loading the new ones: two large models may not fit together.
+            self.loaded = None;
+            let runtime = self.runtime.get()?;
+            events.send(JobEvent::LoadingModel { model: folder.display().to_string() });
+            self.loaded = Some(LoadedModel::open(&runtime, folder)?);
+        }
+        self.loaded.as_mut().ok_or(AppError::NoModel)
+    }
+}
+
+impl Backend for EngineBackend {
+    type Job = GenerationJob;
+
+    fn run(&mut self, job: &GenerationJob, cancel: &CancelFlag, events: &dyn EventSink) -> Result<usize> {
+        check_writable_folder(&job.output_folder)?;
+        let model = self.model_for(&job.model, events)?;
+        let mut observer = JobObserver::new(&job.request, &job.output_folder, cancel, events);
+        txt2img(model, &job.request, &mut observer)?;
+        Ok(observer.saved)
+    }
+}
+
+struct JobObserver<'a> {
+    cancel: &'a CancelFlag,
+    events: &'a dyn EventSink,
+    folder: &'a Path,
+    next_number: u64,
+    saved: usize,
+    preview_every: usize,
+    preview: Option<String>,
+    last_sent: Option<(Instant, Stage, usize)>,
+}
+
+impl<'a> JobObserver<'a> {
+    fn new(request: &GenerateRequest, folder: &'a Path, cancel: &'a CancelFlag, events: &'a dyn EventSink) -> Self {
+        JobObserver {
+            cancel,
+            events,
+            folder,
+            next_number: next_file_number(folder),
+            saved: 0,
+            // About ten previews per batch, at most one every step and at least one every ten.
+            preview_every: (request.steps / 10).clamp(1, 10),
+            preview: None,
+            last_sent: None,
+        }
+    }
+}
+
+impl GenerationObserver for JobObserver<'_> {
+    fn progress(&mut self, progress: &Progress) -> Control {
+        let now = Instant::now();
+        let due = match self.last_sent {
+            None => true,
+            Some((at, stage, batch)) => {
+                stage != progress.stage
+                    || batch != progress.batch
+                    || progress.step == progress.steps
+                    || self.preview.is_some()
+                    || now.duration_since(at) >= PROGRESS_INTERVAL
+            }
+        };
+        if due {
+            self.last_sent = Some((now, progress.stage, progress.batch));
+            self.events.send(JobEvent::Progress(ProgressReport {
+                stage: progress.stage,
+                batch: progress.batch,
+                batches: progress.batches,
+                step: progress.step,
+                steps: progress.steps,
+                elapsed_ms: progress.elapsed.as_millis() as u64,
+                eta_ms: eta(progress).map(|d| d.as_millis() as u64),
+                preview: self.preview.take(),
+            }));
+        }
+        if self.cancel.is_set() { Control::Cancel } else { Control::Continue }
+    }
+
+    fn preview(&mut self, step: usize, steps: usize, latents: &ndarray::ArrayD<f32>) {
+        if step.is_multiple_of(self.preview_every) || step == steps {
+            self.preview = latents_to_rgb(latents, 0).as_ref().and_then(png_data_url);
+        }
+    }
+
+    fn image(&mut self, image: GeneratedImage) -> pigment_engine::Result<()> {
+        let path = self.folder.join(format!("{:05}-{}.png", self.next_number, image.seed));
+        let parameters = image.infotext.to_text();
+        write_png_atomically(&path, &image.image, &[(PARAMETERS_KEY, parameters.as_str())])?;
+        self.next_number += 1;
+        self.saved += 1;
+        self.events.send(JobEvent::Image(ImageResult {
+            path,
+            seed: image.seed,
+            index: image.index,
+            width: image.image.width(),
+            height: image.image.height(),
+            parameters,
+        }));
+        Ok(())
+    }
+}
+
+/// Time left, from the pace so far over all the job's denoising steps (every batch has the same steps).
+fn eta(progress: &Progress) -> Option<Duration> {
+    let total = progress.batches * progress.steps;
+    let done = match progress.stage {
+        Stage::Denoising => progress.batch * progress.steps + progress.step,
+        Stage::Decoding => (progress.batch + 1) * progress.steps,
+        // Before the first step (encoding) nothing is timed yet.
+        _ => return None,
+    };
+    if done == 0 || total == 0 {
+        return None;
+    }
+    let per_step = progress.elapsed.as_secs_f64() / done as f64;
+    Some(Duration::from_secs_f64(per_step * total.saturating_sub(done) as f64))
+}
+
+/// Files are numbered `NNNNN-SEED.png` after the highest number already in the folder, as AUTOMATIC1111 does.
+fn next_file_number(folder: &Path) -> u64 {
+    let highest = std::fs::read_dir(folder).ok().and_then(|entries| {
+        entries
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                let (number, _) = name.strip_suffix(".png")?.split_once('-')?;
+                number.parse::<u64>().ok()
+            })
+            .max()
+    });
+    highest.map_or(0, |n| n + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eta_scales_the_pace_so_far_over_the_steps_left() {
+        let progress = |stage, batch, step| Progress {
+            stage,
+            batch,
+            batches: 2,
+            step,
+            steps: 10,
+            elapsed: Duration::from_secs(5),
+        };
+        assert_eq!(eta(&progress(Stage::EncodingPrompt, 0, 0)), None);
+        assert_eq!(eta(&progress(Stage::Denoising, 0, 5)), Some(Duration::from_secs(15)));
+        assert_eq!(eta(&progress(Stage::Denoising, 1, 5)), Some(Duration::from_secs_f64(5.0 / 15.0 * 5.0)));
+        assert_eq!(eta(&progress(Stage::Decoding, 1, 10)), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn file_numbers_continue_after_the_highest_in_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(next_file_number(dir.path()), 0);
+        for name in ["00003-1.png", "00011-7.png", "notes.txt", "x-1.png"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        assert_eq!(next_file_number(dir.path()), 12);
+    }
+}

@@ -1,0 +1,18 @@
+// The states the window works with, made once per window (main.ts) or per test.
+import type { Api } from "../api";
+import { GenerateForm } from "./generate.svelte";
+import { JobsState } from "./jobs.svelte";
+import { ModelsState } from "./models.svelte";
+import { SettingsState } from "./settings.svelte";
+
+export interface AppStates {
+  api: Api;
+  form: GenerateForm;
+  jobs: JobsState;
+  models: ModelsState;
+  settings: SettingsState;
+}
+
+export function createAppStates(api: Api): AppStates {
+  return { api, form: new GenerateForm(), jobs: new JobsState(api), models: new ModelsState(api), settings: new SettingsState(api) };
+}
