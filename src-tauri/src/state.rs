@@ -20,8 +20,9 @@ pub struct AppState {
     pub paths: AppPaths,
     settings: Mutex<Settings>,
     settings_notice: Option<String>,
-    /// The device ONNX Runtime was loaded for: a change takes effect at the next start (one runtime per process).
-    started_device: Device,
+    /// The device and precision ONNX Runtime was loaded with: a change takes effect at the next start (ONNX
+    /// Runtime allows one environment per process).
+    started_runtime: (Device, Precision),
     pub runtime: Arc<RuntimeSlot>,
     queue: JobQueue<GenerationJob>,
     /// Folders the user picked in a native dialog this session: the only new paths a settings change may name.
@@ -43,7 +44,7 @@ pub struct SettingsUpdate {
 #[serde(rename_all = "camelCase")]
 pub struct SettingsSaved {
     pub settings: Settings,
-    /// Set when a change (the device) applies only after Pigment restarts.
+    /// Set when a change (device, precision) applies only after Pigment restarts.
     pub restart_needed: bool,
 }
 
@@ -53,13 +54,13 @@ impl AppState {
     pub fn new(paths: AppPaths, runtime: Arc<RuntimeSlot>) -> Result<AppState> {
         paths.create_folders()?;
         let loaded = settings::load(&paths.settings_file);
-        let started_device = loaded.settings.device;
+        let started_runtime = (loaded.settings.device, loaded.settings.precision);
         let queue = JobQueue::start(EngineBackend::new(runtime.clone()))?;
         Ok(AppState {
             paths,
             settings: Mutex::new(loaded.settings),
             settings_notice: loaded.notice,
-            started_device,
+            started_runtime,
             runtime,
             queue,
             picked_folders: Mutex::new(Vec::new()),
@@ -129,7 +130,8 @@ impl AppState {
         };
         settings::save(&self.paths.settings_file, &settings)?;
         *self.lock_settings() = settings.clone();
-        Ok(SettingsSaved { restart_needed: settings.device != self.started_device, settings })
+        let restart_needed = (settings.device, settings.precision) != self.started_runtime;
+        Ok(SettingsSaved { restart_needed, settings })
     }
 
     /// Loads `folder` with the engine; when it works, adds it to the model list for good.

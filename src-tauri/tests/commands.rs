@@ -186,6 +186,8 @@ fn bad_parameters_are_refused_at_submit_naming_the_field() {
 fn a_long_job_is_cancelled_mid_sampling_and_a_waiting_one_can_be_moved_and_cancelled() {
     let app = app();
     let long = app.submit(app.params(|p| p["steps"] = json!(1000)), 31).unwrap();
+    // Once it runs, the jobs queued after it are the waiting ones that can be moved.
+    while app.next_event(31)["kind"] != "started" {}
     let first = app.submit(app.params(|_| {}), 32).unwrap();
     let second = app.submit(app.params(|_| {}), 33).unwrap();
     app.invoke("move_job", json!({"id": second, "index": 0})).unwrap();

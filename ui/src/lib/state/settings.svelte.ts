@@ -44,7 +44,7 @@ export class SettingsState {
       const result = await this.api.saveSettings({ ...this.draft });
       this.settings = result.settings;
       this.resetDraft();
-      this.saved = result.restartNeeded ? "Saved. The device changes the next time Pigment starts." : "Saved.";
+      this.saved = result.restartNeeded ? "Saved. Device and precision change the next time Pigment starts." : "Saved.";
       this.info = await this.api.appInfo();
     } catch (error) {
       this.error = asAppError(error).message;
