@@ -7,7 +7,6 @@
 
 mod common;
 
-use image::RgbImage;
 use pigment_engine::model::LoadedModel;
 use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
 use pigment_engine::schedulers::parse_sampler;
@@ -52,19 +51,6 @@ fn request_for(case: &serde_json::Value) -> GenerateRequest {
     }
 }
 
-/// (largest per-channel difference, mean absolute difference), in 8-bit steps.
-fn difference(ours: &RgbImage, reference: &RgbImage) -> (i32, f64) {
-    assert_eq!(ours.dimensions(), reference.dimensions());
-    let mut largest = 0;
-    let mut sum = 0u64;
-    for (a, b) in ours.as_raw().iter().zip(reference.as_raw()) {
-        let d = (*a as i32 - *b as i32).abs();
-        largest = largest.max(d);
-        sum += d as u64;
-    }
-    (largest, sum as f64 / ours.as_raw().len() as f64)
-}
-
 fn embeddings() -> EmbeddingLibrary {
     EmbeddingLibrary::load_folder(&common::fixtures().join("embeddings")).unwrap()
 }
@@ -83,7 +69,7 @@ fn prompt_syntax_images_match_diffusers() {
         assert!(collect.warnings.is_empty(), "{name}: {:?}", collect.warnings);
         let file = case["file"].as_str().unwrap();
         let expected = image::open(common::fixtures().join("reference/prompts").join(file)).unwrap().to_rgb8();
-        let (largest, mean) = difference(&collect.images[0].image, &expected);
+        let (largest, mean) = common::difference(&collect.images[0].image, &expected);
         println!("{name}: max {largest}/255, mean {mean:.4}/255");
         if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
             failures.push(format!("{name}: max {largest}/255, mean {mean:.3}/255"));
@@ -118,7 +104,7 @@ fn ignoring_the_syntax_would_fail_the_comparison() {
         ("a red house on a hill, tiny-style", "a red house on a hill, tiny style"),
         ("a red house BREAK on a hill", "a red house on a hill"),
     ] {
-        let (largest, mean) = difference(&image_of(with_syntax), &image_of(without));
+        let (largest, mean) = common::difference(&image_of(with_syntax), &image_of(without));
         println!("{with_syntax:?} vs {without:?}: max {largest}/255, mean {mean:.2}/255");
         assert!(
             largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE,

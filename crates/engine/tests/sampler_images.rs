@@ -86,19 +86,6 @@ fn generate(case: &Value) -> RgbImage {
     collect.images.remove(0).image
 }
 
-/// (largest per-channel difference, mean absolute difference), in 8-bit steps.
-fn difference(ours: &RgbImage, reference: &RgbImage) -> (i32, f64) {
-    assert_eq!(ours.dimensions(), reference.dimensions());
-    let mut largest = 0;
-    let mut sum = 0u64;
-    for (a, b) in ours.as_raw().iter().zip(reference.as_raw()) {
-        let d = (*a as i32 - *b as i32).abs();
-        largest = largest.max(d);
-        sum += d as u64;
-    }
-    (largest, sum as f64 / ours.as_raw().len() as f64)
-}
-
 #[test]
 fn every_sampler_and_schedule_matches_diffusers() {
     let cases = cases();
@@ -107,7 +94,7 @@ fn every_sampler_and_schedule_matches_diffusers() {
     for case in cases.iter().filter(|case| !brownian(case)) {
         let name = case["name"].as_str().unwrap();
         let file = case["files"][0].as_str().unwrap();
-        let (largest, mean) = difference(&generate(case), &reference_image(file));
+        let (largest, mean) = common::difference(&generate(case), &reference_image(file));
         println!("{name:<26} max {largest}/255, mean {mean:.4}/255");
         if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
             failures.push(format!("{name}: max {largest}/255, mean {mean:.3}/255"));
@@ -159,7 +146,7 @@ fn dpmpp_sde_on_zero_noise_matches_diffusers_on_zero_noise() {
     for case in brownian_cases {
         let name = case["name"].as_str().unwrap();
         let ours = denoise_without_noise(&mut model, case);
-        let (largest, mean) = difference(&ours, &reference_image(case["zero_noise_file"].as_str().unwrap()));
+        let (largest, mean) = common::difference(&ours, &reference_image(case["zero_noise_file"].as_str().unwrap()));
         println!("{name:<26} zero noise: max {largest}/255, mean {mean:.4}/255");
         if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
             failures.push(format!("{name}: max {largest}/255, mean {mean:.3}/255"));
@@ -184,15 +171,16 @@ fn dpmpp_sde_noise_spreads_the_image_as_diffusers_does() {
             let (low, high) = values.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             (0.75 * low, 1.25 * high)
         };
-        let from_zero: Vec<f64> = references.iter().map(|image| difference(image, &zero_noise).1).collect();
+        let from_zero: Vec<f64> = references.iter().map(|image| common::difference(image, &zero_noise).1).collect();
         let mut pairwise = Vec::new();
         for (i, a) in references.iter().enumerate() {
-            pairwise.extend(references[i + 1..].iter().map(|b| difference(a, b).1));
+            pairwise.extend(references[i + 1..].iter().map(|b| common::difference(a, b).1));
         }
 
         let ours = generate(case);
-        let ours_from_zero = difference(&ours, &zero_noise).1;
-        let ours_from_references: Vec<f64> = references.iter().map(|image| difference(&ours, image).1).collect();
+        let ours_from_zero = common::difference(&ours, &zero_noise).1;
+        let ours_from_references: Vec<f64> =
+            references.iter().map(|image| common::difference(&ours, image).1).collect();
         println!(
             "{name:<26} mean difference from zero noise {ours_from_zero:.2} (diffusers' seeds {from_zero:.2?}); \
              from diffusers' seeds {ours_from_references:.2?} (among them {pairwise:.2?})"

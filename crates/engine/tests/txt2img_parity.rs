@@ -5,7 +5,6 @@
 
 mod common;
 
-use image::RgbImage;
 use pigment_engine::Result;
 use pigment_engine::image::InfoText;
 use pigment_engine::model::LoadedModel;
@@ -49,19 +48,6 @@ fn request_for(case: &serde_json::Value) -> GenerateRequest {
     }
 }
 
-/// (largest per-channel difference, mean absolute difference), in 8-bit steps.
-fn difference(ours: &RgbImage, reference: &RgbImage) -> (i32, f64) {
-    assert_eq!(ours.dimensions(), reference.dimensions());
-    let mut largest = 0;
-    let mut sum = 0u64;
-    for (a, b) in ours.as_raw().iter().zip(reference.as_raw()) {
-        let d = (*a as i32 - *b as i32).abs();
-        largest = largest.max(d);
-        sum += d as u64;
-    }
-    (largest, sum as f64 / ours.as_raw().len() as f64)
-}
-
 #[test]
 fn every_reference_case_matches_diffusers() {
     let reference = common::reference("txt2img/cases.json");
@@ -86,7 +72,7 @@ fn every_reference_case_matches_diffusers() {
         for (generated, file) in collect.images.iter().zip(files) {
             let path = common::fixtures().join("reference/txt2img").join(file.as_str().unwrap());
             let expected = image::open(&path).unwrap().to_rgb8();
-            let (largest, mean) = difference(&generated.image, &expected);
+            let (largest, mean) = common::difference(&generated.image, &expected);
             println!("{name} {}: max {largest}/255, mean {mean:.4}/255", file.as_str().unwrap());
             if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
                 failures.push(format!("{name} ({}): max {largest}/255, mean {mean:.3}/255", file.as_str().unwrap()));

@@ -36,3 +36,16 @@ pub fn runtime() -> Runtime {
         })
         .clone()
 }
+
+/// (largest per-channel difference, mean absolute difference) between two images, in 8-bit steps.
+pub fn difference(ours: &image::RgbImage, reference: &image::RgbImage) -> (i32, f64) {
+    assert_eq!(ours.dimensions(), reference.dimensions());
+    let mut largest = 0;
+    let mut sum = 0u64;
+    for (a, b) in ours.as_raw().iter().zip(reference.as_raw()) {
+        let d = (*a as i32 - *b as i32).abs();
+        largest = largest.max(d);
+        sum += d as u64;
+    }
+    (largest, sum as f64 / ours.as_raw().len() as f64)
+}
