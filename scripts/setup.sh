@@ -14,6 +14,7 @@ mkdir -p "$root/outputs"
 system_packages=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
   libjavascriptcoregtk-4.1-dev webkit2gtk-driver xvfb xauth chromium
+  python3-venv
 )
 if [ "$(uname -s)" = Linux ] && command -v dpkg-query >/dev/null; then
   missing=()
@@ -39,4 +40,12 @@ cd "$root"
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# The API test's client (scripts/test-api.sh): PyPI's webuiapi in its own virtual environment.
+api_venv="$root/.venv-api"
+if ! "$api_venv/bin/python" -c "import webuiapi" 2>/dev/null; then
+  echo "setup: webuiapi into .venv-api" >&2
+  python3 -m venv "$api_venv"
+  "$api_venv/bin/pip" install --quiet --disable-pip-version-check webuiapi==0.9.17
 fi

@@ -2,7 +2,8 @@
 # The whole suite, as `npm test` and CI run it: formatting, type checks and lints, every Rust test (engine unit and
 # parity tests, CLI end to end on the demo model, the app's commands through Tauri's mock runtime), the UI's
 # component tests (Vitest) and browser tests (Playwright + Chromium, IPC mocked), then the real app built in
-# release and driven through WebKitWebDriver under Xvfb.
+# release and driven through WebKitWebDriver under Xvfb, then its .deb (and pigment-cuda's) installed, driven and
+# uninstalled (scripts/test-deb.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -10,6 +11,8 @@ step() { echo "== $1 ($((SECONDS - started)) s)" >&2; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+step "Windows build: actionlint, Windows config (.github/check-windows-build.mjs)"
+node .github/check-windows-build.mjs
 step "svelte-check"
 npx svelte-check --tsconfig ui/tsconfig.json --fail-on-warnings --output machine | tail -n 1
 step "vite build (the app embeds ui/dist)"
@@ -18,12 +21,16 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
+step "API with its real client (pigment serve, PyPI webuiapi: scripts/test-api.sh)"
+scripts/test-api.sh
 step "vitest"
 npx vitest run --config ui/vite.config.ts
 step "playwright (built UI, mocked IPC)"
 node --test ui/tests/browser/
-step "tauri build --no-bundle (release)"
-npx tauri build --no-bundle --ci
+step "tauri build (release app, .deb and .rpm)"
+npx tauri build --bundles deb,rpm --ci
 step "end to end (release app, WebKitWebDriver, Xvfb)"
 xvfb-run -a --server-args="-screen 0 1400x1000x24" node --test tests/e2e/
+step "installed .deb and pigment-cuda (dpkg -i, WebKitWebDriver, Xvfb, dpkg -r)"
+scripts/test-deb.sh --cuda
 step "done"

@@ -1,12 +1,15 @@
 """The baseline Pigment is compared with: diffusers' StableDiffusionPipeline with torch in fp16 (SDPA attention)
 on the same SD 1.5-architecture random weights, 512x512, 20 Euler steps, CFG 7.5, batch 1.
-Prints one JSON line: end to end (median of 5 after 2 warm-ups), UNet per call (CUDA events), peak VRAM.
+Prints one JSON line: end to end (median of 5 after 2 warm-ups), UNet per call (CUDA events), peak VRAM as torch's
+allocator counts it and as the driver counts the whole process.
 
 Usage: python bench_diffusers.py TOKENIZER_DIR
 """
 
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -15,6 +18,21 @@ from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 from transformers import CLIPTokenizer
 
 from make_sd15 import sd15_modules
+
+
+def process_gpu_memory_gib():
+    """What the driver says this process holds (context, caching allocator, cuDNN/cuBLAS workspaces): the figure
+    `pigment bench` reports as GPU memory, so the two stacks compare on the same measure."""
+    try:
+        rows = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    for row in rows.splitlines():
+        pid, used = (field.strip() for field in row.split(","))
+        if int(pid) == os.getpid():
+            return int(used) / 1024
+    return None
 
 
 def main(tokenizer_dir):
@@ -64,6 +82,7 @@ def main(tokenizer_dir):
         "unet_per_call_ms": statistics.median(unet_times),
         "peak_vram_gib": peak / 2**30,
         "peak_vram_reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
+        "process_gpu_memory_gib": process_gpu_memory_gib(),
         "gpu": torch.cuda.get_device_name(),
     }), flush=True)
 

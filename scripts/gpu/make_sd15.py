@@ -1,11 +1,13 @@
 """Builds Stable Diffusion 1.5-architecture models with random weights on the GPU machine and exports them in the
 diffusers/optimum ONNX layout, for `pigment bench` (random weights time the same as real ones).
 
-Two folders:
+Three folders:
   sd15-fp16/   plain fp16 export (torch .half(), no fusions): UNet and VAE decoder fp16, text encoder fp32
   sd15-fused/  the UNet exported in fp32, fused with ONNX Runtime's transformer optimizer for UNets (attention,
                GroupNorm, BiasSplitGelu, NhwcConv ...) and converted to fp16 — the documented preparation step
                (scripts/prepare_unet.py holds the same two calls for users' models)
+  sd15-fp32/   the fp32 UNet export as it is (text encoder and VAE as in sd15-fp16): Pigment converts it to fp16
+               itself at load (crates/engine/src/model/fp16.rs)
 
 Usage: python make_sd15.py OUT_DIR TOKENIZER_DIR
 """
@@ -141,8 +143,15 @@ def main(out, tokenizer):
     torch.cuda.empty_cache()
     print(f"fp32 UNet export {time.time() - started:.0f}s", flush=True)
     fuse_and_convert(fp32_path, os.path.join(out, "sd15-fused", "unet", "model.onnx"))
-    shutil.rmtree(os.path.dirname(fp32_path))
     print(f"fused fp16 UNet {time.time() - started:.0f}s", flush=True)
+    # The fp32 UNet stays as sd15-fp32/, for Pigment's own fp32 -> fp16 conversion at load on the GPU.
+    fp32_folder = os.path.join(out, "sd15-fp32")
+    layout(fp32_folder, tokenizer)
+    shutil.rmtree(os.path.join(fp32_folder, "unet"), ignore_errors=True)
+    shutil.move(os.path.dirname(fp32_path), os.path.join(fp32_folder, "unet"))
+    for part in ["text_encoder", "vae_decoder"]:
+        shutil.rmtree(os.path.join(fp32_folder, part), ignore_errors=True)
+        shutil.copytree(os.path.join(out, "sd15-fp16", part), os.path.join(fp32_folder, part))
 
 
 if __name__ == "__main__":

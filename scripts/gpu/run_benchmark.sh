@@ -22,7 +22,7 @@ export PYTHONPATH=/tmp/site:$PWD/scripts/gpu:$PWD/scripts PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 step "pigment devices"
-/tmp/pigment devices --device cuda --no-graph-cache | tee "$OUT/devices.txt"
+/tmp/pigment devices --device cuda --no-cache | tee "$OUT/devices.txt"
 
 step "diffusers baseline"
 timeout 240 python3 scripts/gpu/bench_diffusers.py /tmp/tok/tokenizer | tee "$OUT/diffusers.json"
@@ -30,12 +30,19 @@ timeout 240 python3 scripts/gpu/bench_diffusers.py /tmp/tok/tokenizer | tee "$OU
 step "export SD 1.5-architecture models"
 timeout 300 python3 scripts/gpu/make_sd15.py /tmp/models /tmp/tok/tokenizer 2>&1 | grep -v -i warn | tail -8
 
-for model in sd15-fused sd15-fp16; do
-  step "pigment bench $model"
-  [ -d /tmp/models/$model/unet ] || { echo "no $model"; continue; }
-  timeout 180 /tmp/pigment bench --model /tmp/models/$model --size 512 --steps 20 --cfg 7.5 --sampler Euler \
-    --runs 5 --device cuda --no-graph-cache --json | tee "$OUT/$model.json"
-done
+# name, folder, extra flags. --no-cache: every load optimizes afresh, so load times compare; the fp32 folder needs a
+# cache folder, where its fp16 conversion is made on the first load (that load's time includes the conversion).
+bench() {
+  local name=$1 model=$2; shift 2
+  step "pigment bench $name"
+  [ -d /tmp/models/$model/unet ] || { echo "no $model"; return; }
+  timeout 240 /tmp/pigment bench --model /tmp/models/$model --size 512 --steps 20 --cfg 7.5 --sampler Euler \
+    --runs 5 --device cuda --json "$@" | tee "$OUT/$name.json"
+}
+bench sd15-fused sd15-fused --no-cache
+bench sd15-fused-low-vram sd15-fused --no-cache --low-vram on
+bench sd15-fp16 sd15-fp16 --no-cache
+bench sd15-fp32-converted sd15-fp32 --cache-dir /tmp/pigment-cache --precision fp16
 
 step table
 python3 - "$OUT" <<'PY'
@@ -47,14 +54,15 @@ def load(name):
     except Exception as e:
         return {"error": str(e)}
 d = load("diffusers.json")
-print(f"{'stack':<34}{'end to end ms':>15}{'UNet call ms':>14}{'peak GPU GiB':>14}")
-print(f"{d.get('stack','diffusers'):<34}{d.get('end_to_end_ms',0):>15.1f}{d.get('unet_per_call_ms',0):>14.2f}{d.get('peak_vram_gib',0):>14.2f}")
-for m in ["sd15-fused", "sd15-fp16"]:
+print(f"{'stack':<38}{'end to end ms':>15}{'UNet call ms':>14}{'process GPU GiB':>17}")
+print(f"{d.get('stack','diffusers'):<38}{d.get('end_to_end_ms',0):>15.1f}{d.get('unet_per_call_ms',0):>14.2f}"
+      f"{d.get('process_gpu_memory_gib') or 0:>17.2f}   torch allocator peak {d.get('peak_vram_gib',0):.2f} GiB")
+for m in ["sd15-fused", "sd15-fused-low-vram", "sd15-fp16", "sd15-fp32-converted"]:
     p = load(m + ".json")
     if "end_to_end_ms" not in p:
         print(f"pigment {m}: {p}")
         continue
-    print(f"{'pigment ' + m:<34}{p['end_to_end_ms']:>15.1f}{p['unet_per_call_ms']:>14.2f}{p['GPU_memory_MiB']/1024:>14.2f}"
+    print(f"{'pigment ' + m:<38}{p['end_to_end_ms']:>15.1f}{p['unet_per_call_ms']:>14.2f}{p.get('peak_GPU_memory_MiB', p['GPU_memory_MiB'])/1024:>17.2f}"
           f"   load {p['model_load_ms']/1000:.1f}s, outside ORT {p['outside_ORT_in_loop_percent']:.1f}%,"
           f" speed-up {d.get('end_to_end_ms',0)/p['end_to_end_ms']:.2f}x on {p['execution_provider'][:40]}")
 PY

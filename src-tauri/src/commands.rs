@@ -81,6 +81,8 @@ pub async fn save_settings<R: Runtime>(
     state: State<'_, AppState>,
     update: SettingsUpdate,
 ) -> Result<SettingsSaved> {
+    // First, so that a port in use refuses the change instead of saving a switch that does not work.
+    crate::api_server::apply(&app, update.api_server)?;
     let saved = state.save_settings(update)?;
     allow_asset_folder(&app, &state.output_folder())?;
     Ok(saved)
@@ -164,6 +166,19 @@ pub async fn copy_image<R: Runtime>(app: AppHandle<R>, path: PathBuf) -> Result<
             .clipboard()
             .write_image(&tauri::image::Image::new(image.as_raw(), width, height))
             .map_err(|e| AppError::platform("copy the image to the clipboard", e))
+    })
+    .await
+}
+
+/// A generated image's PNG bytes, for the canvas: WebKitGTK gives custom schemes no CORS, so a canvas that drew
+/// an asset-protocol image could not read its pixels back; the bytes come over IPC instead.
+#[tauri::command]
+pub async fn read_output_image<R: Runtime>(app: AppHandle<R>, path: PathBuf) -> Result<tauri::ipc::Response> {
+    blocking(&app, move |state| {
+        let source = state.output_image(&path)?;
+        std::fs::read(&source)
+            .map(tauri::ipc::Response::new)
+            .map_err(|e| AppError::Read { path: source.clone(), reason: e.to_string() })
     })
     .await
 }

@@ -1,20 +1,23 @@
 //! The engine behind the job queue: keeps the last model's sessions loaded between jobs (reloading only when a job
-//! names another model), runs text-to-image, saves each image as it is made and streams progress with previews.
+//! names another model), runs text-to-image or the canvas's image to image, inpainting and outpainting, saves each image as it is made and streams progress with previews.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pigment_engine::image::{PARAMETERS_KEY, write_png_atomically};
+use pigment_engine::image::{
+    PARAMETERS_KEY, latents_to_rgb, next_image_number, numbered_image_path, write_png_atomically,
+};
 use pigment_engine::model::LoadedModel;
 use pigment_engine::pipeline::{
-    Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, Stage, txt2img,
+    Control, GenerateRequest, GeneratedImage, GenerationObserver, HiresFix, Img2ImgRequest, InpaintRequest,
+    OutpaintRequest, Progress, Stage, img2img, inpaint, outpaint, txt2img, txt2img_hires,
 };
 
 use crate::error::{AppError, Result};
 use crate::models::{ImageResult, JobEvent, ProgressReport};
 use crate::paths::check_writable_folder;
-use crate::preview::{latents_to_rgb, png_data_url};
+use crate::preview::png_data_url;
 use crate::queue::{Backend, CancelFlag, EventSink};
 use crate::runtime_slot::RuntimeSlot;
 
@@ -22,8 +25,31 @@ use crate::runtime_slot::RuntimeSlot;
 /// so a fast model cannot flood the window with messages.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(40);
 
+/// A validated engine request, one per canvas mode.
+#[derive(Debug, Clone)]
+pub enum JobRequest {
+    Txt2Img(GenerateRequest),
+    /// Text to image with the hires fix (the API's `enable_hr`); the upscaler is latent or Lanczos, not a model.
+    Txt2ImgHires(GenerateRequest, HiresFix),
+    Img2Img(Img2ImgRequest),
+    Inpaint(InpaintRequest),
+    Outpaint(OutpaintRequest),
+}
+
+impl JobRequest {
+    /// Prompt, sampler, seed, steps and batch, whatever the mode.
+    pub fn generate(&self) -> &GenerateRequest {
+        match self {
+            JobRequest::Txt2Img(request) | JobRequest::Txt2ImgHires(request, _) => request,
+            JobRequest::Img2Img(request) => &request.generate,
+            JobRequest::Inpaint(request) => &request.generate,
+            JobRequest::Outpaint(request) => &request.generate,
+        }
+    }
+}
+
 pub struct GenerationJob {
-    pub request: GenerateRequest,
+    pub request: JobRequest,
     pub model: PathBuf,
     pub output_folder: PathBuf,
 }
@@ -62,8 +88,14 @@ impl Backend for EngineBackend {
     fn run(&mut self, job: &GenerationJob, cancel: &CancelFlag, events: &dyn EventSink) -> Result<usize> {
         check_writable_folder(&job.output_folder)?;
         let model = self.model_for(&job.model, events)?;
-        let mut observer = JobObserver::new(&job.request, &job.output_folder, cancel, events);
-        txt2img(model, &job.request, &mut observer)?;
+        let mut observer = JobObserver::new(job.request.generate(), &job.output_folder, cancel, events);
+        match &job.request {
+            JobRequest::Txt2Img(request) => txt2img(model, request, &mut observer)?,
+            JobRequest::Txt2ImgHires(request, hires) => txt2img_hires(model, request, hires, None, &mut observer)?,
+            JobRequest::Img2Img(request) => img2img(model, request, &mut observer)?,
+            JobRequest::Inpaint(request) => inpaint(model, request, &mut observer)?,
+            JobRequest::Outpaint(request) => outpaint(model, request, &mut observer)?,
+        };
         Ok(observer.saved)
     }
 }
@@ -85,7 +117,7 @@ impl<'a> JobObserver<'a> {
             cancel,
             events,
             folder,
-            next_number: next_file_number(folder),
+            next_number: next_image_number(folder),
             saved: 0,
             // About ten previews per batch, at most one every step and at least one every ten.
             preview_every: (request.steps / 10).clamp(1, 10),
@@ -131,7 +163,7 @@ impl GenerationObserver for JobObserver<'_> {
     }
 
     fn image(&mut self, image: GeneratedImage) -> pigment_engine::Result<()> {
-        let path = self.folder.join(format!("{:05}-{}.png", self.next_number, image.seed));
+        let path = numbered_image_path(self.folder, self.next_number, image.seed);
         let parameters = image.infotext.to_text();
         write_png_atomically(&path, &image.image, &[(PARAMETERS_KEY, parameters.as_str())])?;
         self.next_number += 1;
@@ -164,20 +196,6 @@ fn eta(progress: &Progress) -> Option<Duration> {
     Some(Duration::from_secs_f64(per_step * total.saturating_sub(done) as f64))
 }
 
-/// Files are numbered `NNNNN-SEED.png` after the highest number already in the folder, as AUTOMATIC1111 does.
-fn next_file_number(folder: &Path) -> u64 {
-    let highest = std::fs::read_dir(folder).ok().and_then(|entries| {
-        entries
-            .filter_map(|entry| {
-                let name = entry.ok()?.file_name().into_string().ok()?;
-                let (number, _) = name.strip_suffix(".png")?.split_once('-')?;
-                number.parse::<u64>().ok()
-            })
-            .max()
-    });
-    highest.map_or(0, |n| n + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,15 +214,5 @@ mod tests {
         assert_eq!(eta(&progress(Stage::Denoising, 0, 5)), Some(Duration::from_secs(15)));
         assert_eq!(eta(&progress(Stage::Denoising, 1, 5)), Some(Duration::from_secs_f64(5.0 / 15.0 * 5.0)));
         assert_eq!(eta(&progress(Stage::Decoding, 1, 10)), Some(Duration::ZERO));
-    }
-
-    #[test]
-    fn file_numbers_continue_after_the_highest_in_the_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(next_file_number(dir.path()), 0);
-        for name in ["00003-1.png", "00011-7.png", "notes.txt", "x-1.png"] {
-            std::fs::write(dir.path().join(name), b"").unwrap();
-        }
-        assert_eq!(next_file_number(dir.path()), 12);
     }
 }

@@ -5,9 +5,11 @@
 //! parts behind it: the job queue on its own thread (`queue.rs`), the engine backend (`generation.rs`), the model
 //! list (`library.rs`), settings (`settings.rs`) and path checks (`paths.rs`).
 
+pub mod api_server;
 pub mod command_names;
 pub mod commands;
 pub mod error;
+pub mod gallery;
 pub mod generation;
 pub mod library;
 pub mod models;
@@ -18,10 +20,10 @@ pub mod runtime_slot;
 pub mod settings;
 pub mod state;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use pigment_engine::runtime::{Runtime as OnnxRuntime, RuntimeOptions, library_file_names};
+use pigment_engine::runtime::{Runtime as OnnxRuntime, RuntimeOptions};
 use tauri::{Manager, Runtime};
 
 use crate::error::{AppError, Result};
@@ -33,8 +35,11 @@ use crate::state::AppState;
 /// command handler. The app adds its state in `setup`; tests start from `tauri::test::mock_builder()` and `manage`
 /// their own.
 pub fn configure<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
-    builder.plugin(tauri_plugin_dialog::init()).plugin(tauri_plugin_clipboard_manager::init()).invoke_handler(
-        tauri::generate_handler![
+    builder
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .on_window_event(gallery::on_window_event)
+        .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::list_models,
             commands::add_model_folder,
@@ -49,15 +54,38 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             commands::list_jobs,
             commands::save_image_as,
             commands::copy_image,
-        ],
-    )
+            commands::read_output_image,
+            gallery::gallery_status,
+            gallery::gallery_search,
+            gallery::gallery_image,
+            gallery::gallery_filters,
+            gallery::gallery_set_favourite,
+            gallery::gallery_boards,
+            gallery::gallery_create_board,
+            gallery::gallery_rename_board,
+            gallery::gallery_delete_board,
+            gallery::gallery_board_images,
+            gallery::gallery_delete,
+            gallery::gallery_undo_delete,
+            gallery::gallery_history,
+            gallery::gallery_rescan,
+            gallery::gallery_cancel_scan,
+            gallery::gallery_reveal,
+            gallery::watch_dropped_files,
+            gallery::gallery_import_dropped,
+        ])
 }
 
 pub fn run() {
     let app = configure(tauri::Builder::<tauri::Wry>::default())
         .setup(|app| {
             let state = start(app.handle())?;
+            let api = state.settings().api_server;
             app.manage(state);
+            // A port taken since the switch was set must not stop the app: the settings view shows the server off.
+            if let Err(error) = api_server::apply(app.handle(), api) {
+                eprintln!("Pigment: the API server did not start: {error}");
+            }
             Ok(())
         })
         .build(tauri::generate_context!());
@@ -93,7 +121,7 @@ fn start<R: Runtime>(app: &tauri::AppHandle<R>) -> Result<AppState> {
     // ORT_DYLIB_PATH wins (the engine reads it); else the library shipped in the bundle; else the engine's search.
     let onnxruntime_library = match std::env::var_os("ORT_DYLIB_PATH") {
         Some(_) => None,
-        None => resources.as_ref().and_then(|r| bundled_library(&r.join("onnxruntime"))),
+        None => resources.as_deref().and_then(paths::bundled_onnxruntime),
     };
     let paths = AppPaths {
         models_folder: data.join("models"),
@@ -110,6 +138,7 @@ fn start<R: Runtime>(app: &tauri::AppHandle<R>) -> Result<AppState> {
         // Optimized graphs and fp16 conversions are kept between starts so a model loads faster the second time.
         cache_dir: path.app_cache_dir().ok(),
         precision: state.settings().precision.choice(),
+        ..RuntimeOptions::default()
     };
     std::thread::Builder::new()
         .name("pigment-runtime".into())
@@ -117,19 +146,18 @@ fn start<R: Runtime>(app: &tauri::AppHandle<R>) -> Result<AppState> {
         .map_err(|e| AppError::platform("start loading ONNX Runtime", e))?;
     commands::allow_asset_folder(app, &state.output_folder())?;
     commands::allow_asset_folder(app, &state.paths.models_folder)?;
-    Ok(state)
-}
-
-/// `libonnxruntime.so` or a versioned `libonnxruntime.so.1.31.1` in `folder`.
-fn bundled_library(folder: &Path) -> Option<PathBuf> {
-    let name = library_file_names().first()?;
-    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n == *name || n.starts_with(&format!("{name}.")))
+    // Thumbnails; then the startup reconcile: the index catches up with files added or removed while Pigment was
+    // closed (or saved just before it was killed).
+    commands::allow_asset_folder(app, state.gallery.data_root())?;
+    let reconcile_app = app.clone();
+    std::thread::Builder::new()
+        .name("pigment-gallery".into())
+        .spawn(move || {
+            let state = reconcile_app.state::<AppState>();
+            if let Err(error) = state.gallery.rescan(&state.output_folder(), &mut |_| {}) {
+                eprintln!("Pigment: the gallery scan at start failed: {error}");
+            }
         })
-        .collect();
-    found.sort();
-    found.pop()
+        .map_err(|e| AppError::platform("start the gallery scan", e))?;
+    Ok(state)
 }

@@ -3,11 +3,18 @@
 
 use std::path::PathBuf;
 
-use pigment_engine::pipeline::{GenerateRequest, Stage};
+use base64::Engine as _;
+use image::{GrayImage, RgbImage};
+use pigment_engine::image::{load_image_bytes, load_mask_bytes};
+use pigment_engine::pipeline::{
+    DEFAULT_IMG2IMG_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_ONLY_MASKED_PADDING, DEFAULT_OUTPAINT_STRENGTH,
+    GenerateRequest, Img2ImgRequest, InpaintArea, InpaintRequest, MaskedContent, OutpaintRequest, Stage,
+};
 use pigment_engine::schedulers::{Sampler, SigmaSchedule, parse_sampler};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AppError, Result};
+use crate::generation::JobRequest;
 
 /// What the generate form sends.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -30,11 +37,180 @@ pub struct GenerateParams {
     pub height: u32,
     pub batch_size: usize,
     pub batch_count: usize,
+    /// What to start from: nothing (text to image, when absent), or the canvas's picture (and mask).
+    #[serde(default)]
+    pub mode: JobMode,
+}
+
+/// The canvas modes. Pictures and masks travel as base64 PNG bytes (a `data:image/png;base64,` prefix is
+/// allowed); a mask is white where to repaint, at the picture's size.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum JobMode {
+    #[default]
+    Txt2img,
+    Img2img {
+        image: String,
+        #[serde(default = "default_img2img_strength")]
+        strength: f64,
+    },
+    Inpaint {
+        image: String,
+        mask: String,
+        #[serde(default = "default_inpaint_strength")]
+        strength: f64,
+        #[serde(default = "default_mask_blur")]
+        mask_blur: u32,
+        #[serde(default)]
+        invert_mask: bool,
+        /// `fill`, `original`, `latent-noise` or `latent-nothing`.
+        #[serde(default = "default_masked_content")]
+        masked_content: String,
+        #[serde(default)]
+        only_masked: bool,
+        #[serde(default = "default_padding")]
+        padding: u32,
+    },
+    Outpaint {
+        image: String,
+        left: u32,
+        right: u32,
+        top: u32,
+        bottom: u32,
+        #[serde(default = "default_outpaint_strength")]
+        strength: f64,
+        #[serde(default = "default_mask_blur")]
+        mask_blur: u32,
+        #[serde(default = "default_outpaint_content")]
+        masked_content: String,
+    },
+}
+
+fn default_img2img_strength() -> f64 {
+    DEFAULT_IMG2IMG_STRENGTH
+}
+fn default_inpaint_strength() -> f64 {
+    1.0
+}
+fn default_outpaint_strength() -> f64 {
+    DEFAULT_OUTPAINT_STRENGTH
+}
+fn default_mask_blur() -> u32 {
+    DEFAULT_MASK_BLUR
+}
+fn default_padding() -> u32 {
+    DEFAULT_ONLY_MASKED_PADDING
+}
+fn default_masked_content() -> String {
+    MaskedContent::Original.id().into()
+}
+fn default_outpaint_content() -> String {
+    MaskedContent::Fill.id().into()
+}
+
+/// The bytes of the image `field` carries as base64 (a PNG from the canvas, with or without a data URL prefix).
+fn decode_base64(field: &'static str, text: &str) -> Result<Vec<u8>> {
+    let text = text.strip_prefix("data:image/png;base64,").unwrap_or(text);
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| invalid(field, format!("not base64 image data ({e})")))
+}
+
+/// The engine's reading errors (the size checked from the header before decoding) as errors naming `field`.
+fn image_error(field: &'static str, error: pigment_engine::EngineError) -> AppError {
+    match error {
+        pigment_engine::EngineError::ReadFile { reason, .. } => invalid(field, reason),
+        pigment_engine::EngineError::InvalidParameter { value, reason, .. } => {
+            let reason = reason.rsplit_once(": ").map_or(reason.as_str(), |(_, r)| r);
+            invalid(field, format!("{value}: {reason}"))
+        }
+        other => other.into(),
+    }
+}
+
+/// The picture `field` carries, read as the engine reads files (transparency dropped, 16-bit scaled).
+fn decode_picture(field: &'static str, text: &str) -> Result<RgbImage> {
+    let bytes = decode_base64(field, text)?;
+    load_image_bytes(field, &bytes).map(|loaded| loaded.image).map_err(|e| image_error(field, e))
+}
+
+/// The mask at `size`; the canvas paints it at the picture's resolution, so another size is the caller's mistake.
+fn decode_mask(text: &str, size: (u32, u32)) -> Result<GrayImage> {
+    let bytes = decode_base64("mask", text)?;
+    let mask = load_mask_bytes("mask", &bytes).map_err(|e| image_error("mask", e))?;
+    if mask.dimensions() != size {
+        return Err(invalid(
+            "mask",
+            format!("{}x{} differs from the picture's {}x{}", mask.width(), mask.height(), size.0, size.1),
+        ));
+    }
+    Ok(mask)
+}
+
+fn parse_masked_content(value: &str) -> Result<MaskedContent> {
+    Ok(value.parse()?)
 }
 
 impl GenerateParams {
-    /// The engine request, validated by the engine so every error names its parameter.
-    pub fn to_request(&self) -> Result<GenerateRequest> {
+    /// The engine request for the mode, validated by the engine so every error names its parameter.
+    pub fn to_request(&self) -> Result<JobRequest> {
+        let generate = self.generate_request()?;
+        let request = match &self.mode {
+            JobMode::Txt2img => JobRequest::Txt2Img(generate),
+            JobMode::Img2img { image, strength } => {
+                let request = Img2ImgRequest {
+                    strength: *strength,
+                    ..Img2ImgRequest::new(generate, decode_picture("image", image)?)
+                };
+                request.validate()?;
+                JobRequest::Img2Img(request)
+            }
+            JobMode::Inpaint {
+                image,
+                mask,
+                strength,
+                mask_blur,
+                invert_mask,
+                masked_content,
+                only_masked,
+                padding,
+            } => {
+                let picture = decode_picture("image", image)?;
+                let mask = decode_mask(mask, picture.dimensions())?;
+                let request = InpaintRequest {
+                    strength: *strength,
+                    mask_blur: *mask_blur,
+                    invert_mask: *invert_mask,
+                    masked_content: parse_masked_content(masked_content)?,
+                    area: if *only_masked {
+                        InpaintArea::OnlyMasked { padding: *padding }
+                    } else {
+                        InpaintArea::WholePicture
+                    },
+                    ..InpaintRequest::new(generate, picture, mask)
+                };
+                request.validate()?;
+                JobRequest::Inpaint(request)
+            }
+            JobMode::Outpaint { image, left, right, top, bottom, strength, mask_blur, masked_content } => {
+                let request = OutpaintRequest {
+                    left: *left,
+                    right: *right,
+                    top: *top,
+                    bottom: *bottom,
+                    strength: *strength,
+                    mask_blur: *mask_blur,
+                    masked_content: parse_masked_content(masked_content)?,
+                    ..OutpaintRequest::new(generate, decode_picture("image", image)?)
+                };
+                request.validate()?;
+                JobRequest::Outpaint(request)
+            }
+        };
+        Ok(request)
+    }
+
+    fn generate_request(&self) -> Result<GenerateRequest> {
         let (sampler, named_schedule) = parse_sampler(&self.sampler)?;
         let chosen: SigmaSchedule = self.schedule.parse()?;
         let schedule = if named_schedule == SigmaSchedule::Automatic { chosen } else { named_schedule };
@@ -50,6 +226,8 @@ impl GenerateParams {
             height: self.height,
             batch_size: self.batch_size,
             batch_count: self.batch_count,
+            // Engine options the app does not set (ControlNet units...) keep their defaults.
+            ..GenerateRequest::default()
         };
         request.validate()?;
         Ok(request)
@@ -195,6 +373,8 @@ pub struct AppInfo {
     /// "CPU", "CUDA; ..." once ONNX Runtime has loaded; the error text when it failed.
     pub execution_provider: Option<String>,
     pub runtime_error: Option<String>,
+    /// Where the A1111-compatible API listens ("127.0.0.1:7860") while it runs.
+    pub api_server_address: Option<String>,
 }
 
 /// Where a text field of the form failed, for [`AppError::InvalidInput`].
@@ -220,6 +400,7 @@ mod tests {
             height: 64,
             batch_size: 1,
             batch_count: 1,
+            mode: JobMode::Txt2img,
         }
     }
 
@@ -227,9 +408,10 @@ mod tests {
     fn params_become_a_request_with_the_sampler_and_schedule() {
         let request =
             GenerateParams { sampler: "dpmpp_2m".into(), schedule: "karras".into(), ..params() }.to_request().unwrap();
+        let request = request.generate();
         assert_eq!((request.sampler, request.schedule), (Sampler::DpmPp2M, SigmaSchedule::Karras));
         let named = GenerateParams { sampler: "DPM++ 2M Karras".into(), ..params() }.to_request().unwrap();
-        assert_eq!(named.schedule, SigmaSchedule::Karras);
+        assert_eq!(named.generate().schedule, SigmaSchedule::Karras);
     }
 
     #[test]
@@ -241,6 +423,165 @@ mod tests {
         assert_eq!(error.field().as_deref(), Some("sampler"));
         let error = GenerateParams { schedule: "linear".into(), ..params() }.to_request().unwrap_err();
         assert_eq!(error.field().as_deref(), Some("schedule"));
+    }
+
+    use image::{DynamicImage, ImageFormat};
+
+    fn png_base64(image: &DynamicImage) -> String {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image.write_to(&mut bytes, ImageFormat::Png).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(bytes.into_inner())
+    }
+
+    fn picture(width: u32, height: u32) -> String {
+        png_base64(&DynamicImage::ImageRgb8(RgbImage::from_pixel(width, height, image::Rgb([10, 20, 30]))))
+    }
+
+    fn mask(width: u32, height: u32) -> String {
+        png_base64(&DynamicImage::ImageLuma8(GrayImage::from_pixel(width, height, image::Luma([255]))))
+    }
+
+    fn inpaint(image: String, mask: String) -> JobMode {
+        JobMode::Inpaint {
+            image,
+            mask,
+            strength: 1.0,
+            mask_blur: 4,
+            invert_mask: false,
+            masked_content: "original".into(),
+            only_masked: false,
+            padding: 32,
+        }
+    }
+
+    fn field_and_message(mode: JobMode) -> (Option<String>, String) {
+        let error = GenerateParams { mode, ..params() }.to_request().unwrap_err();
+        (error.field(), error.to_string())
+    }
+
+    #[test]
+    fn each_mode_becomes_its_engine_request() {
+        let json = serde_json::json!({"modelId": "m", "prompt": "a cat", "sampler": "euler_a", "schedule": "automatic",
+            "steps": 4, "cfgScale": 7.0, "seed": 1, "width": 64, "height": 64, "batchSize": 1, "batchCount": 1});
+        let txt2img: GenerateParams = serde_json::from_value(json.clone()).unwrap();
+        assert!(matches!(txt2img.to_request().unwrap(), JobRequest::Txt2Img(_)), "no mode is text to image");
+        let mut with_mode = json.clone();
+        with_mode["mode"] = serde_json::json!({"kind": "img2img", "image": format!("data:image/png;base64,{}", picture(48, 40)), "strength": 0.5});
+        let JobRequest::Img2Img(request) =
+            serde_json::from_value::<GenerateParams>(with_mode).unwrap().to_request().unwrap()
+        else {
+            panic!("not img2img")
+        };
+        assert_eq!((request.image.dimensions(), request.strength), ((48, 40), 0.5));
+        assert_eq!(request.image.get_pixel(3, 3).0, [10, 20, 30]);
+        let mut with_mode = json.clone();
+        with_mode["mode"] = serde_json::json!({"kind": "inpaint", "image": picture(64, 64), "mask": mask(64, 64),
+            "maskBlur": 2, "invertMask": true, "maskedContent": "latent-noise", "onlyMasked": true, "padding": 8});
+        let JobRequest::Inpaint(request) =
+            serde_json::from_value::<GenerateParams>(with_mode).unwrap().to_request().unwrap()
+        else {
+            panic!("not inpaint")
+        };
+        assert_eq!((request.mask_blur, request.invert_mask, request.strength), (2, true, 1.0));
+        assert_eq!(
+            (request.masked_content, request.area),
+            (MaskedContent::LatentNoise, InpaintArea::OnlyMasked { padding: 8 })
+        );
+        let mut with_mode = json;
+        with_mode["mode"] = serde_json::json!({"kind": "outpaint", "image": picture(64, 64), "left": 16, "right": 0,
+            "top": 8, "bottom": 0});
+        let JobRequest::Outpaint(request) =
+            serde_json::from_value::<GenerateParams>(with_mode).unwrap().to_request().unwrap()
+        else {
+            panic!("not outpaint")
+        };
+        assert_eq!((request.left, request.top, request.masked_content), (16, 8, MaskedContent::Fill));
+    }
+
+    #[test]
+    fn bad_pictures_and_masks_fail_on_their_field() {
+        let (field, message) = field_and_message(JobMode::Img2img { image: "not base64!".into(), strength: 0.5 });
+        assert_eq!(field.as_deref(), Some("image"));
+        assert!(message.contains("not base64"), "{message}");
+        let text = base64::engine::general_purpose::STANDARD.encode(b"these are not pixels");
+        let (field, message) = field_and_message(JobMode::Img2img { image: text, strength: 0.5 });
+        assert_eq!(field.as_deref(), Some("image"));
+        assert!(message.contains("not an image"), "{message}");
+        let truncated = {
+            let full = base64::engine::general_purpose::STANDARD.decode(picture(8, 8)).unwrap();
+            base64::engine::general_purpose::STANDARD.encode(&full[..20])
+        };
+        let (field, message) = field_and_message(JobMode::Img2img { image: truncated, strength: 0.5 });
+        assert_eq!(field.as_deref(), Some("image"));
+        assert!(message.contains("damaged"), "{message}");
+        // PNG headers claiming 0 x 8 and 20000 x 8 pixels (the CRC recomputed so only the size is wrong).
+        let with_width = |width: u32| {
+            let mut bytes = base64::engine::general_purpose::STANDARD.decode(picture(8, 8)).unwrap();
+            bytes[16..20].copy_from_slice(&width.to_be_bytes());
+            let crc = crc32(&bytes[12..29]);
+            bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        };
+        let (field, message) = field_and_message(JobMode::Img2img { image: with_width(0), strength: 0.5 });
+        assert_eq!(field.as_deref(), Some("image"));
+        assert!(message.contains("damaged") && message.contains("Invalid image dimensions"), "{message}");
+        let (field, message) = field_and_message(JobMode::Img2img { image: with_width(20000), strength: 0.5 });
+        assert_eq!(field.as_deref(), Some("image"));
+        assert_eq!(message, "invalid image: 20000x8: width and height must be between 1 and 16384 pixels");
+        let (field, message) = field_and_message(inpaint(picture(64, 64), mask(32, 64)));
+        assert_eq!(field.as_deref(), Some("mask"));
+        assert!(message.contains("32x64 differs from the picture's 64x64"), "{message}");
+        let (field, _) = field_and_message(inpaint(picture(64, 64), "@@".into()));
+        assert_eq!(field.as_deref(), Some("mask"));
+    }
+
+    #[test]
+    fn bad_canvas_settings_fail_on_their_field() {
+        let (field, message) = field_and_message(JobMode::Img2img { image: picture(64, 64), strength: 1.5 });
+        assert_eq!(field.as_deref(), Some("strength"));
+        assert!(message.contains("1.5"), "{message}");
+        let JobMode::Inpaint { image, mask: m, .. } = inpaint(picture(64, 64), mask(64, 64)) else { unreachable!() };
+        let with = |mask_blur: u32, masked_content: &str| JobMode::Inpaint {
+            image: image.clone(),
+            mask: m.clone(),
+            strength: 1.0,
+            mask_blur,
+            invert_mask: false,
+            masked_content: masked_content.into(),
+            only_masked: false,
+            padding: 32,
+        };
+        let (field, message) = field_and_message(with(1000, "original"));
+        assert_eq!(field.as_deref(), Some("mask_blur"));
+        assert!(message.contains("1000"), "{message}");
+        let (field, message) = field_and_message(with(4, "smudge"));
+        assert_eq!(field.as_deref(), Some("masked_content"));
+        assert!(message.contains("smudge"), "{message}");
+        let outpaint = JobMode::Outpaint {
+            image: picture(64, 64),
+            left: 0,
+            right: 0,
+            top: 0,
+            bottom: 0,
+            strength: 0.8,
+            mask_blur: 4,
+            masked_content: "fill".into(),
+        };
+        let (field, message) = field_and_message(outpaint);
+        assert_eq!(field.as_deref(), Some("outpaint"));
+        assert!(message.contains("0 on every side"), "{message}");
+    }
+
+    /// PNG's chunk CRC (ISO 3309), for the hand-made header above.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
     }
 
     #[test]

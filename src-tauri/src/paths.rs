@@ -22,6 +22,11 @@ pub struct AppPaths {
 }
 
 impl AppPaths {
+    /// `<app data>/gallery` (next to `models_folder`): the gallery indexes and their thumbnails.
+    pub fn gallery_data_folder(&self) -> PathBuf {
+        self.models_folder.with_file_name("gallery")
+    }
+
     /// Creates the folders the app writes to.
     pub fn create_folders(&self) -> Result<()> {
         for folder in [&self.models_folder, &self.default_output_folder] {
@@ -32,19 +37,21 @@ impl AppPaths {
     }
 }
 
+/// Folders of the app's resources (Tauri's `resource_dir`) that may hold ONNX Runtime, best first: `onnxruntime-cuda`
+/// (the CUDA build that the `pigment-cuda` package adds; it runs on the CPU too when CUDA is missing), `onnxruntime`
+/// (the CPU build every Linux package carries), then the resource folder itself (on Windows the install folder, where
+/// `onnxruntime.dll` sits next to the executable and `DirectML.dll`).
+pub const ONNXRUNTIME_RESOURCE_FOLDERS: [&str; 3] = ["onnxruntime-cuda", "onnxruntime", ""];
+
+/// The ONNX Runtime library shipped in the app's resources, in the order of [`ONNXRUNTIME_RESOURCE_FOLDERS`].
+pub fn bundled_onnxruntime(resources: &Path) -> Option<PathBuf> {
+    ONNXRUNTIME_RESOURCE_FOLDERS.iter().find_map(|folder| pigment_engine::runtime::library_in(&resources.join(folder)))
+}
+
 /// `path`, resolved, if it lies inside `root` (also resolved); an error naming the path otherwise. Both must exist.
+/// The gallery's check, shared so the app and the gallery refuse the same paths.
 pub fn resolve_within(path: &Path, root: &Path) -> Result<PathBuf> {
-    let resolved = std::fs::canonicalize(path)
-        .map_err(|e| AppError::PathNotAllowed { path: path.to_path_buf(), reason: e.to_string() })?;
-    let root = std::fs::canonicalize(root).map_err(|e| AppError::PathNotAllowed {
-        path: path.to_path_buf(),
-        reason: format!("{}: {e}", root.display()),
-    })?;
-    if resolved.starts_with(&root) {
-        Ok(resolved)
-    } else {
-        Err(AppError::PathNotAllowed { path: path.to_path_buf(), reason: format!("it is outside {}", root.display()) })
-    }
+    Ok(pigment_gallery::resolve_within(path, root)?)
 }
 
 /// A generated image the UI names: an existing `.png` file inside the output folder.
@@ -96,6 +103,36 @@ mod tests {
         std::fs::write(dir.path().join("secret.png"), b"png").unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.png"), outputs.join("link.png")).unwrap();
         assert!(output_image(&outputs.join("link.png"), &outputs).is_err());
+    }
+
+    #[test]
+    fn the_cuda_build_of_onnxruntime_is_preferred_to_the_cpu_build() {
+        let resources = tempfile::tempdir().unwrap();
+        let name = pigment_engine::runtime::library_file_names()[0];
+        assert_eq!(bundled_onnxruntime(resources.path()), None, "an empty resource folder has no library");
+
+        let cpu = resources.path().join("onnxruntime");
+        std::fs::create_dir_all(&cpu).unwrap();
+        std::fs::write(cpu.join("libonnxruntime_providers_shared.so"), b"").unwrap();
+        std::fs::write(cpu.join(".version"), b"1.31.1").unwrap();
+        assert_eq!(bundled_onnxruntime(resources.path()), None, "other files are not the library");
+        std::fs::write(cpu.join(format!("{name}.1.31.1")), b"").unwrap();
+        assert_eq!(bundled_onnxruntime(resources.path()), Some(cpu.join(format!("{name}.1.31.1"))));
+
+        // A folder of that name is not a library.
+        let cuda = resources.path().join("onnxruntime-cuda");
+        std::fs::create_dir_all(cuda.join(name)).unwrap();
+        assert_eq!(bundled_onnxruntime(resources.path()), Some(cpu.join(format!("{name}.1.31.1"))));
+        std::fs::write(cuda.join(format!("{name}.1.31.1")), b"").unwrap();
+        assert_eq!(bundled_onnxruntime(resources.path()), Some(cuda.join(format!("{name}.1.31.1"))));
+    }
+
+    #[test]
+    fn a_library_at_the_root_of_the_resources_is_found_as_on_windows() {
+        let resources = tempfile::tempdir().unwrap();
+        let name = pigment_engine::runtime::library_file_names()[0];
+        std::fs::write(resources.path().join(name), b"").unwrap();
+        assert_eq!(bundled_onnxruntime(resources.path()), Some(resources.path().join(name)));
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct Settings {
     pub theme: Theme,
     /// Folders added with "Add model folder..." (only ever set from a native dialog, never from the UI's text).
     pub model_folders: Vec<PathBuf>,
+    /// The AUTOMATIC1111-compatible API on 127.0.0.1 (crates/server), off unless switched on.
+    pub api_server: crate::api_server::ApiServerSettings,
 }
 
 /// The settings as loaded, and the notice to show when the file was unusable.
@@ -144,6 +146,7 @@ mod tests {
             precision: Precision::Fp16,
             theme: Theme::Dark,
             model_folders: vec![dir.path().join("sd15")],
+            api_server: crate::api_server::ApiServerSettings { enabled: true, port: 7861 },
         };
         save(&path, &settings).unwrap();
         let loaded = load(&path);
@@ -151,6 +154,7 @@ mod tests {
         assert_eq!(loaded.notice, None);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"device\": \"cuda\"") && text.contains("\"theme\": \"dark\""), "{text}");
+        assert!(text.contains("\"apiServer\"") && text.contains("\"port\": 7861"), "{text}");
     }
 
     #[test]

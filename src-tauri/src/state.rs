@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use crate::api_server::{ApiServerSettings, RunningApiServer};
 use crate::error::{AppError, Result};
+use crate::gallery::GalleryService;
 use crate::generation::{EngineBackend, GenerationJob};
 use crate::library;
 use crate::models::{AppInfo, GenerateParams, JobSummary, ModelEntry, ModelReport, ModelSource, invalid};
@@ -27,6 +29,10 @@ pub struct AppState {
     queue: JobQueue<GenerationJob>,
     /// Folders the user picked in a native dialog this session: the only new paths a settings change may name.
     picked_folders: Mutex<Vec<PathBuf>>,
+    /// The gallery index of the output folder; every saved image is indexed through it.
+    pub gallery: GalleryService,
+    /// The A1111-compatible API while the settings switch it on (`api_server::apply`).
+    pub api_server: Mutex<Option<RunningApiServer>>,
 }
 
 /// What the settings form may change (added model folders change only through "Add model folder...").
@@ -38,6 +44,8 @@ pub struct SettingsUpdate {
     pub device: Device,
     pub precision: Precision,
     pub theme: Theme,
+    #[serde(default)]
+    pub api_server: ApiServerSettings,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +64,7 @@ impl AppState {
         let loaded = settings::load(&paths.settings_file);
         let started_runtime = (loaded.settings.device, loaded.settings.precision);
         let queue = JobQueue::start(EngineBackend::new(runtime.clone()))?;
+        let gallery = GalleryService::new(paths.gallery_data_folder());
         Ok(AppState {
             paths,
             settings: Mutex::new(loaded.settings),
@@ -64,6 +73,8 @@ impl AppState {
             runtime,
             queue,
             picked_folders: Mutex::new(Vec::new()),
+            gallery,
+            api_server: Mutex::new(None),
         })
     }
 
@@ -89,6 +100,12 @@ impl AppState {
             settings_notice: self.settings_notice.clone(),
             execution_provider: status.as_ref().and_then(|s| s.as_ref().ok().cloned()),
             runtime_error: status.and_then(|s| s.err()),
+            api_server_address: self
+                .api_server
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|server| server.address.to_string()),
         }
     }
 
@@ -127,6 +144,7 @@ impl AppState {
             precision: update.precision,
             theme: update.theme,
             model_folders: current.model_folders,
+            api_server: update.api_server,
         };
         settings::save(&self.paths.settings_file, &settings)?;
         *self.lock_settings() = settings.clone();
@@ -159,16 +177,23 @@ impl AppState {
             return Err(invalid("prompt", "longer than 100000 characters"));
         }
         let request = params.to_request()?;
+        let generate = request.generate();
         let settings = self.settings();
         let model = if params.model_id.is_empty() {
             library::default_model(&self.paths, &settings).ok_or(AppError::NoModel)?.path
         } else {
             library::resolve(&params.model_id, &self.paths, &settings)?
         };
-        let images = request.batch_size * request.batch_count;
-        let label = if request.prompt.trim().is_empty() { "(no prompt)".to_string() } else { request.prompt.clone() };
+        let images = generate.batch_size * generate.batch_count;
+        let label = if generate.prompt.trim().is_empty() { "(no prompt)".to_string() } else { generate.prompt.clone() };
         let job = GenerationJob { request, model, output_folder: self.output_folder() };
-        self.queue.submit(QueuedJob { job, label, images }, events)
+        self.submit_job(QueuedJob { job, label, images }, events)
+    }
+
+    /// Queues a checked job (the window's, or the API's); its images are indexed in the gallery as they are saved.
+    pub fn submit_job(&self, job: QueuedJob<GenerationJob>, events: Box<dyn EventSink>) -> Result<JobId> {
+        let events = self.gallery.indexing_sink(&job.job.output_folder, events);
+        self.queue.submit(job, events)
     }
 
     pub fn cancel(&self, id: JobId) -> Result<()> {
@@ -189,6 +214,7 @@ impl AppState {
     }
 
     pub fn shutdown(&self) {
+        self.gallery.shutdown();
         self.queue.shutdown();
     }
 }

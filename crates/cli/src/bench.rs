@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use pigment_engine::model::{LoadedModel, find_demo_model};
 use pigment_engine::pipeline::{GenerateRequest, txt2img};
-use pigment_engine::runtime::{peak_process_memory, process_gpu_memory};
+use pigment_engine::runtime::{PeakGpuMemoryWatch, peak_process_memory, process_gpu_memory};
 use pigment_engine::schedulers::parse_sampler;
 
 use crate::generate::TimingsMs;
@@ -61,17 +61,20 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("--runs must be at least 1".into()));
     }
     let runtime = args.runtime.load()?;
+    let gpu_memory_watch = PeakGpuMemoryWatch::start();
     let started = std::time::Instant::now();
     let mut model = LoadedModel::open(&runtime, &folder)?;
     let load = started.elapsed();
     let cancel = cancel_on_ctrl_c();
     let mut observer = CliObserver::new(None, cancel, false);
     txt2img(&mut model, &request, &mut observer)?; // warm-up: first runs pay for allocations and kernel selection
+    let precision = model.info().precision;
     let mut runs = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {
         let summary = txt2img(&mut model, &request, &mut observer)?;
         runs.push(TimingsMs::new(load, &summary.timings));
     }
+    let peak_gpu_memory = gpu_memory_watch.and_then(PeakGpuMemoryWatch::finish);
     let median = |f: fn(&TimingsMs) -> f64| {
         let mut values: Vec<f64> = runs.iter().map(f).collect();
         values.sort_by(f64::total_cmp);
@@ -87,6 +90,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         ("end to end", median(|t| t.total), "ms"),
         ("peak RAM", peak_process_memory().unwrap_or(0) as f64 / MIB, "MiB"),
         ("GPU memory", process_gpu_memory().unwrap_or(0) as f64 / MIB, "MiB"),
+        ("peak GPU memory", peak_gpu_memory.unwrap_or(0) as f64 / MIB, "MiB"),
     ];
     if args.json {
         let object: serde_json::Map<String, serde_json::Value> = table
@@ -110,6 +114,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 ("steps".to_string(), args.steps.into()),
                 ("unet_calls".to_string(), runs[0].unet_calls.into()),
                 ("execution_provider".to_string(), runtime.providers().to_string().into()),
+                ("precision".to_string(), serde_json::to_value(&precision).unwrap_or_default()),
                 ("model".to_string(), folder.display().to_string().into()),
             ])
             .collect();
@@ -126,6 +131,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             args.sampler,
             runs.len()
         );
+        println!("precision {}", precision.reason);
         for (name, value, unit) in table {
             println!("{name:<22} {value:>10.3} {unit}");
         }

@@ -2,7 +2,7 @@
 //! precision Pigment would choose for an SD 1.x model.
 
 use clap::Args;
-use pigment_engine::runtime::{ModelFamily, PrecisionChoice, choose_precision, probe_devices};
+use pigment_engine::runtime::{LowVramChoice, ModelFamily, PrecisionChoice, choose_precision, probe_devices};
 use serde_json::json;
 
 use crate::{CliError, RuntimeArgs};
@@ -24,7 +24,7 @@ pub fn run(args: DevicesArgs) -> Result<(), CliError> {
     let provider = runtime.as_ref().map(|r| r.providers().clone());
     let decision = provider.as_ref().ok().map(|providers| {
         let memory = report.largest_gpu().and_then(|gpu| gpu.vram_total);
-        choose_precision(PrecisionChoice::Auto, providers.active, memory, ModelFamily::Sd1)
+        choose_precision(PrecisionChoice::Auto, LowVramChoice::Auto, providers.active, memory, ModelFamily::Sd1)
     });
     if args.json {
         let value = json!({

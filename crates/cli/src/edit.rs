@@ -128,7 +128,11 @@ pub fn run_img2img(args: Img2ImgArgs) -> Result<(), CliError> {
         ..Img2ImgRequest::new(request_for(&args.generate, &picture)?, picture)
     };
     request.validate()?;
-    execute(&args.generate, &request.generate, |_, model, observer| img2img(model, &request, observer))
+    execute(&args.generate, &request.generate, |_, model, observer, control| {
+        let mut request = request.clone();
+        *request.generate.control = control;
+        img2img(model, &request, observer)
+    })
 }
 
 pub fn run_inpaint(args: InpaintArgs) -> Result<(), CliError> {
@@ -148,7 +152,11 @@ pub fn run_inpaint(args: InpaintArgs) -> Result<(), CliError> {
         ..InpaintRequest::new(request_for(&args.generate, &picture)?, picture, mask)
     };
     request.validate()?;
-    execute(&args.generate, &request.generate, |_, model, observer| inpaint(model, &request, observer))
+    execute(&args.generate, &request.generate, |_, model, observer, control| {
+        let mut request = request.clone();
+        *request.generate.control = control;
+        inpaint(model, &request, observer)
+    })
 }
 
 pub fn run_outpaint(args: OutpaintArgs) -> Result<(), CliError> {
@@ -164,5 +172,9 @@ pub fn run_outpaint(args: OutpaintArgs) -> Result<(), CliError> {
         ..OutpaintRequest::new(request_for(&args.generate, &picture)?, picture)
     };
     request.validate()?;
-    execute(&args.generate, &request.generate, |_, model, observer| outpaint(model, &request, observer))
+    execute(&args.generate, &request.generate, |_, model, observer, control| {
+        let mut request = request.clone();
+        *request.generate.control = control;
+        outpaint(model, &request, observer)
+    })
 }

@@ -7,14 +7,15 @@ use clap::Args;
 use pigment_engine::EngineError;
 use pigment_engine::model::{LoadedModel, UpscalerSession, find_demo_model};
 use pigment_engine::pipeline::{
-    DEFAULT_HIRES_STRENGTH, GenerateRequest, GenerateSummary, HiresFix, HiresUpscaler, VaeTilingMode, txt2img,
-    txt2img_hires,
+    ControlRequest, DEFAULT_HIRES_STRENGTH, GenerateRequest, GenerateSummary, HiresFix, HiresUpscaler, VaeTilingMode,
+    txt2img, txt2img_hires,
 };
 use pigment_engine::runtime::Runtime;
 use pigment_engine::schedulers::{SigmaSchedule, parse_sampler};
 use pigment_engine::text::EmbeddingLibrary;
 use serde::Serialize;
 
+use crate::control::{ControlArgs, ControlImageReport};
 use crate::output::OutputPlan;
 use crate::progress::{CliObserver, cancel_on_ctrl_c};
 use crate::{CliError, RuntimeArgs};
@@ -70,6 +71,8 @@ pub struct GenerateArgs {
     /// VAE in tiles (bounded memory for large images): auto (above 1024x1024), always or never.
     #[arg(long, default_value = "auto", value_parser = parse_vae_tiling)]
     pub vae_tiling: VaeTilingMode,
+    #[command(flatten)]
+    pub control: ControlArgs,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -174,6 +177,7 @@ impl GenerateArgs {
             height: self.height.unwrap_or(DEFAULT_SIZE),
             batch_size: self.batch_size,
             batch_count: self.batch_count,
+            ..GenerateRequest::default()
         };
         request.validate()?;
         Ok(request)
@@ -187,6 +191,9 @@ struct Summary {
     model: PathBuf,
     execution_provider: String,
     timings_ms: TimingsMs,
+    /// Each control image: its model, preprocessor and parameters, and where the preprocessed image was saved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    control_images: Vec<ControlImageReport>,
 }
 
 #[derive(Serialize)]
@@ -224,10 +231,13 @@ pub fn run(command: GenerateCommand) -> Result<(), CliError> {
     let GenerateCommand { args, hires } = command;
     let request = args.request()?;
     let Some(fix) = hires.hires()? else {
-        return execute(&args, &request, |_, model, observer| txt2img(model, &request, observer));
+        return execute(&args, &request, |_, model, observer, control| {
+            txt2img(model, &GenerateRequest { control: Box::new(control), ..request.clone() }, observer)
+        });
     };
     fix.validate(&request)?;
-    execute(&args, &request, |runtime, model, observer| {
+    execute(&args, &request, |runtime, model, observer, control| {
+        let request = GenerateRequest { control: Box::new(control), ..request.clone() };
         let mut upscaler = match &hires.upscaler {
             Some(path) => Some(UpscalerSession::open(runtime, path)?),
             None => None,
@@ -236,14 +246,21 @@ pub fn run(command: GenerateCommand) -> Result<(), CliError> {
     })
 }
 
-/// Loads the model and runs `pipeline` on it, saving each image as it comes; `--json` prints the summary.
+/// Loads the model (and any ControlNets or adapters: the request's control, handed to `pipeline`) and runs
+/// `pipeline` on it, saving each image as it comes; `--json` prints the summary.
 pub fn execute(
     args: &GenerateArgs,
     request: &GenerateRequest,
-    pipeline: impl FnOnce(&Runtime, &mut LoadedModel, &mut CliObserver) -> pigment_engine::Result<GenerateSummary>,
+    pipeline: impl FnOnce(
+        &Runtime,
+        &mut LoadedModel,
+        &mut CliObserver,
+        ControlRequest,
+    ) -> pigment_engine::Result<GenerateSummary>,
 ) -> Result<(), CliError> {
     let folder = args.model_folder()?;
     let plan = OutputPlan::new(args.output.as_deref(), request.batch_size * request.batch_count)?;
+    let control = args.control.prepare(request.width, request.height, &plan)?;
     let embeddings = match &args.embeddings {
         Some(dir) => EmbeddingLibrary::load_folder(dir)?,
         None => EmbeddingLibrary::default(),
@@ -253,15 +270,17 @@ pub fn execute(
     let mut model = LoadedModel::open(&runtime, &folder)?;
     model.set_embeddings(&runtime, &embeddings)?;
     model.vae_tiling.mode = args.vae_tiling;
+    let control_request = control.load(&runtime, &folder)?;
     let load_time = load_started.elapsed();
     let mut observer = CliObserver::new(Some(plan), cancel_on_ctrl_c(), std::io::stderr().is_terminal());
-    let result = pipeline(&runtime, &mut model, &mut observer);
+    let result = pipeline(&runtime, &mut model, &mut observer, control_request);
     observer.finish();
     let summary = match result {
         Ok(summary) => summary,
         Err(EngineError::Cancelled) => return Err(CliError::Cancelled { saved: observer.saved.len() }),
         Err(other) => return Err(other.into()),
     };
+    control.save()?;
     if args.json {
         let summary = Summary {
             files: observer.saved,
@@ -269,6 +288,7 @@ pub fn execute(
             model: folder,
             execution_provider: runtime.providers().to_string(),
             timings_ms: TimingsMs::new(load_time, &summary.timings),
+            control_images: control.report(),
         };
         println!("{}", serde_json::to_string_pretty(&summary).map_err(|e| CliError::Usage(e.to_string()))?);
     }

@@ -2,12 +2,14 @@
 //! and turns every error into one line on stderr and a non-zero exit code.
 
 mod bench;
+mod control;
 mod devices;
 mod edit;
 mod generate;
 mod models;
 mod output;
 mod progress;
+mod serve;
 mod upscale;
 
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pigment_engine::EngineError;
-use pigment_engine::runtime::{DeviceChoice, PrecisionChoice, Runtime, RuntimeOptions};
+use pigment_engine::runtime::{DeviceChoice, LowVramChoice, PrecisionChoice, Runtime, RuntimeOptions};
 
 #[derive(Parser)]
 #[command(name = "pigment", version, about = "Stable Diffusion through ONNX Runtime: generate images, inspect models")]
@@ -36,6 +38,9 @@ enum Command {
     Outpaint(edit::OutpaintArgs),
     /// Make a picture larger with an upscaler model (ESRGAN family, ONNX) or Lanczos.
     Upscale(upscale::UpscaleArgs),
+    /// Make a control image from a picture (for --control), without a model.
+    #[command(subcommand)]
+    Preprocess(control::PreprocessCommand),
     /// Inspect model folders.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -45,6 +50,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show the CPU, memory and GPUs, the execution provider that runs and the precision chosen.
     Devices(devices::DevicesArgs),
+    /// Serve AUTOMATIC1111's HTTP API (/sdapi/v1) on a model, for the plugins and scripts that speak it.
+    Serve(serve::ServeArgs),
 }
 
 /// Options every command that runs a model shares.
@@ -66,6 +73,10 @@ pub struct RuntimeArgs {
     /// auto (fp16 on GPUs, fp32 on the CPU), fp16 or fp32.
     #[arg(long, default_value = "auto", value_parser = parse_precision)]
     precision: PrecisionChoice,
+    /// Low-VRAM mode: auto (when the GPU has less memory than the model needs at once), on or off. Releases the
+    /// text encoder after use, loads the UNet and VAE in turn, tiles the VAE, keeps cuDNN workspaces small.
+    #[arg(long, default_value = "auto", value_parser = parse_low_vram)]
+    low_vram: LowVramChoice,
 }
 
 impl RuntimeArgs {
@@ -82,9 +93,14 @@ impl RuntimeArgs {
             device: self.device,
             cache_dir,
             precision: self.precision,
+            low_vram: self.low_vram,
         };
         Ok(Runtime::load(&options)?)
     }
+}
+
+fn parse_low_vram(value: &str) -> Result<LowVramChoice, String> {
+    value.parse().map_err(|e: EngineError| e.to_string())
 }
 
 fn parse_precision(value: &str) -> Result<PrecisionChoice, String> {
@@ -116,6 +132,7 @@ fn main() -> ExitCode {
         Command::Outpaint(args) => edit::run_outpaint(args),
         Command::Upscale(args) => upscale::run(args),
         Command::Models(command) => models::run(command),
+        Command::Preprocess(command) => control::run_preprocess(command),
         Command::Samplers => {
             for name in pigment_engine::schedulers::known_sampler_names() {
                 println!("{name}");
@@ -124,6 +141,7 @@ fn main() -> ExitCode {
         }
         Command::Bench(args) => bench::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use pigment_engine::image::{next_image_number, numbered_image_path};
+
 use crate::CliError;
 
 /// The folder used when no `--output` is given; created if missing.
@@ -42,7 +44,7 @@ impl OutputPlan {
 
     fn folder(folder: PathBuf) -> Result<OutputPlan, CliError> {
         check_writable(&folder)?;
-        let next_number = highest_number(&folder).map_or(0, |n| n + 1);
+        let next_number = next_image_number(&folder);
         Ok(OutputPlan::Folder { folder, next_number })
     }
 
@@ -50,7 +52,7 @@ impl OutputPlan {
     pub fn path_with_suffix(&self, index: usize, suffix: &str) -> PathBuf {
         match self {
             OutputPlan::Folder { folder, next_number } => {
-                folder.join(format!("{:05}-{suffix}.png", next_number + index as u64))
+                numbered_image_path(folder, next_number + index as u64, suffix)
             }
             OutputPlan::File { .. } => self.path_for(index, 0),
         }
@@ -58,9 +60,7 @@ impl OutputPlan {
 
     pub fn path_for(&self, index: usize, seed: u64) -> PathBuf {
         match self {
-            OutputPlan::Folder { folder, next_number } => {
-                folder.join(format!("{:05}-{seed}.png", next_number + index as u64))
-            }
+            OutputPlan::Folder { folder, next_number } => numbered_image_path(folder, next_number + index as u64, seed),
             OutputPlan::File { path, images: 1 } => path.clone(),
             OutputPlan::File { path, .. } => {
                 let stem = path.file_stem().unwrap_or_default().to_string_lossy();
@@ -79,17 +79,6 @@ fn check_writable(folder: &Path) -> Result<(), CliError> {
     let probe = folder.join(format!(".pigment-write-check-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| unwritable(folder, &e.to_string()))?;
     std::fs::remove_file(&probe).map_err(|e| unwritable(folder, &e.to_string()))
-}
-
-fn highest_number(folder: &Path) -> Option<u64> {
-    std::fs::read_dir(folder)
-        .ok()?
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            let (number, _) = name.strip_suffix(".png")?.split_once('-')?;
-            number.parse::<u64>().ok()
-        })
-        .max()
 }
 
 #[cfg(test)]

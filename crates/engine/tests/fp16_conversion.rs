@@ -9,13 +9,15 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use common::{Collect, load_model};
+
 use ndarray::{Array3, ArrayD};
 use pigment_engine::EngineError;
 use pigment_engine::model::fp16::{
     CONVERTER_VERSION, Fp16Problem, Fp32Reason, GRAPH_FILE, WEIGHTS_FILE, convert_to_fp16, fp16_variant,
 };
 use pigment_engine::model::{ElementType, LoadedModel};
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
+use pigment_engine::pipeline::{GenerateRequest, txt2img};
 use pigment_engine::rng::TorchGenerator;
 use pigment_engine::schedulers::parse_sampler;
 use protobuf::Message;
@@ -178,17 +180,6 @@ fn a_vae_decoder_with_weights_inside_its_graph_converts_to_external_fp16_weights
     assert!(error < MAX_RELATIVE_ERROR, "{error}");
 }
 
-struct Images(Vec<GeneratedImage>);
-impl GenerationObserver for Images {
-    fn progress(&mut self, _: &Progress) -> Control {
-        Control::Continue
-    }
-    fn image(&mut self, image: GeneratedImage) -> pigment_engine::Result<()> {
-        self.0.push(image);
-        Ok(())
-    }
-}
-
 fn generate(folder: &Path) -> image::RgbImage {
     let (sampler, schedule) = parse_sampler("dpmpp_2m_karras").unwrap();
     let request = GenerateRequest {
@@ -202,10 +193,9 @@ fn generate(folder: &Path) -> image::RgbImage {
         height: 64,
         ..GenerateRequest::default()
     };
-    let mut model = LoadedModel::open(&common::runtime(), folder).unwrap();
-    let mut images = Images(Vec::new());
-    txt2img(&mut model, &request, &mut images).unwrap();
-    images.0.remove(0).image
+    let mut collect = Collect::default();
+    txt2img(&mut load_model(folder), &request, &mut collect).unwrap();
+    collect.images.remove(0).image
 }
 
 /// (mean, largest) absolute difference in 8-bit steps.

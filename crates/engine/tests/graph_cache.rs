@@ -4,20 +4,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+
+use common::Collect;
 
 use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
-use pigment_engine::runtime::{DeviceChoice, Runtime, RuntimeOptions};
+use pigment_engine::pipeline::{GenerateRequest, txt2img};
+use pigment_engine::runtime::Runtime;
 
 /// A runtime with its own cache folder. Tests run in parallel, so each gets its own folder on the one runtime a
 /// process may have.
 fn runtime_with_cache() -> (Runtime, PathBuf) {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    let runtime = RUNTIME.get_or_init(|| {
-        Runtime::load(&RuntimeOptions { device: DeviceChoice::Cpu, ..RuntimeOptions::default() })
-            .expect("ONNX Runtime loads")
-    });
+    let runtime = common::runtime();
     let cache = tempfile::tempdir().unwrap().keep();
     (runtime.with_cache_dir(Some(cache.clone())), cache.join("graphs"))
 }
@@ -26,17 +23,6 @@ fn cached_graphs(cache: &Path) -> usize {
     std::fs::read_dir(cache)
         .map(|entries| entries.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "onnx")).count())
         .unwrap_or(0)
-}
-
-struct Images(Vec<GeneratedImage>);
-impl GenerationObserver for Images {
-    fn progress(&mut self, _: &Progress) -> Control {
-        Control::Continue
-    }
-    fn image(&mut self, image: GeneratedImage) -> pigment_engine::Result<()> {
-        self.0.push(image);
-        Ok(())
-    }
 }
 
 fn generate(model: &mut LoadedModel) -> image::RgbImage {
@@ -48,9 +34,9 @@ fn generate(model: &mut LoadedModel) -> image::RgbImage {
         height: 64,
         ..GenerateRequest::default()
     };
-    let mut images = Images(Vec::new());
-    txt2img(model, &request, &mut images).unwrap();
-    images.0.remove(0).image
+    let mut collect = Collect::default();
+    txt2img(model, &request, &mut collect).unwrap();
+    collect.images.remove(0).image
 }
 
 #[test]

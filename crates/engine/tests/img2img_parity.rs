@@ -8,79 +8,20 @@
 
 mod common;
 
+use common::{Collect, case_request, difference, difference_where, fixture_image, load_demo_model, load_model};
 use image::{GrayImage, RgbImage};
-use pigment_engine::Result;
 use pigment_engine::image::InfoText;
-use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{
-    Control, GenerateRequest, GeneratedImage, GenerationObserver, Img2ImgRequest, InpaintRequest, Progress, img2img,
-    inpaint,
-};
-use pigment_engine::schedulers::parse_sampler;
+use pigment_engine::pipeline::{Img2ImgRequest, InpaintRequest, img2img, inpaint};
 
 const MAX_PIXEL_DIFFERENCE: i32 = 3;
 const MAX_MEAN_DIFFERENCE: f64 = 0.5;
 
-#[derive(Default)]
-struct Collect {
-    images: Vec<GeneratedImage>,
-    warnings: Vec<String>,
-}
-
-impl GenerationObserver for Collect {
-    fn progress(&mut self, _: &Progress) -> Control {
-        Control::Continue
-    }
-    fn image(&mut self, image: GeneratedImage) -> Result<()> {
-        self.images.push(image);
-        Ok(())
-    }
-    fn warning(&mut self, message: &str) {
-        self.warnings.push(message.to_string());
-    }
-}
-
-fn generate_request(case: &serde_json::Value) -> GenerateRequest {
-    let (sampler, schedule) = parse_sampler(case["sampler"].as_str().unwrap()).unwrap();
-    GenerateRequest {
-        prompt: case["prompt"].as_str().unwrap().into(),
-        negative_prompt: case["negative_prompt"].as_str().unwrap().into(),
-        seed: Some(case["seed"].as_u64().unwrap()),
-        steps: case["steps"].as_u64().unwrap() as usize,
-        cfg_scale: case["cfg"].as_f64().unwrap() as f32,
-        sampler,
-        schedule,
-        width: case["width"].as_u64().unwrap() as u32,
-        height: case["height"].as_u64().unwrap() as u32,
-        batch_size: case["batch_size"].as_u64().unwrap_or(1) as usize,
-        ..GenerateRequest::default()
-    }
-}
-
 fn picture(name: &str) -> RgbImage {
-    image::open(common::fixtures().join("images").join(name)).unwrap().to_rgb8()
+    fixture_image(&format!("images/{name}"))
 }
 
 fn reference_image(file: &str) -> RgbImage {
-    image::open(common::fixtures().join("reference/img2img").join(file)).unwrap().to_rgb8()
-}
-
-/// (largest per-channel difference, mean absolute difference) over the pixels `include` selects, in 8-bit steps.
-fn difference(ours: &RgbImage, reference: &RgbImage, include: impl Fn(u32, u32) -> bool) -> (i32, f64) {
-    assert_eq!(ours.dimensions(), reference.dimensions());
-    let (mut largest, mut sum, mut count) = (0, 0u64, 0u64);
-    for (x, y, pixel) in ours.enumerate_pixels() {
-        if !include(x, y) {
-            continue;
-        }
-        for (a, b) in pixel.0.iter().zip(reference.get_pixel(x, y).0) {
-            let d = (*a as i32 - b as i32).abs();
-            largest = largest.max(d);
-            sum += d as u64;
-            count += 1;
-        }
-    }
-    (largest, sum as f64 / count.max(1) as f64)
+    fixture_image(&format!("reference/img2img/{file}"))
 }
 
 #[test]
@@ -88,11 +29,11 @@ fn img2img_matches_diffusers() {
     let reference = common::reference("img2img/cases.json");
     let cases = reference["img2img"].as_array().expect("img2img cases");
     assert!(cases.len() >= 8, "expected the img2img cases, found {}", cases.len());
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let mut request = Img2ImgRequest::new(generate_request(case), picture(case["image"].as_str().unwrap()));
+        let mut request = Img2ImgRequest::new(case_request(case), picture(case["image"].as_str().unwrap()));
         request.strength = case["strength"].as_f64().unwrap();
         let mut collect = Collect::default();
         let summary = img2img(&mut model, &request, &mut collect).unwrap();
@@ -100,7 +41,7 @@ fn img2img_matches_diffusers() {
         assert_eq!(summary.seeds, seeds, "{name}");
         for (generated, file) in collect.images.iter().zip(case["files"].as_array().unwrap()) {
             let file = file.as_str().unwrap();
-            let (largest, mean) = difference(&generated.image, &reference_image(file), |_, _| true);
+            let (largest, mean) = difference(&generated.image, &reference_image(file));
             println!("img2img {file}: max {largest}/255, mean {mean:.4}/255");
             if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
                 failures.push(format!("{file}: max {largest}/255, mean {mean:.3}/255"));
@@ -119,9 +60,8 @@ fn inpainting_matches_diffusers_inside_the_mask_and_keeps_the_input_outside() {
     let reference = common::reference("img2img/cases.json");
     let cases = reference["inpaint"].as_array().expect("inpaint cases");
     assert!(cases.len() >= 8, "expected the inpaint cases, found {}", cases.len());
-    let runtime = common::runtime();
-    let mut demo = LoadedModel::open(&runtime, &common::demo_model()).unwrap();
-    let mut nine = LoadedModel::open(&runtime, &common::fixtures().join("models/tiny-sd-inpaint")).unwrap();
+    let mut demo = load_demo_model();
+    let mut nine = load_model(&common::fixtures().join("models/tiny-sd-inpaint"));
     assert_eq!(nine.unet.in_channels(), Some(9));
     let mut failures = Vec::new();
     for case in cases {
@@ -130,7 +70,7 @@ fn inpainting_matches_diffusers_inside_the_mask_and_keeps_the_input_outside() {
         let image = picture(case["image"].as_str().unwrap());
         let mask: GrayImage =
             image::open(common::fixtures().join("images").join(case["mask"].as_str().unwrap())).unwrap().to_luma8();
-        let mut request = InpaintRequest::new(generate_request(case), image.clone(), mask.clone());
+        let mut request = InpaintRequest::new(case_request(case), image.clone(), mask.clone());
         request.strength = case["strength"].as_f64().unwrap();
         request.mask_blur = 0;
         let mut collect = Collect::default();
@@ -138,12 +78,12 @@ fn inpainting_matches_diffusers_inside_the_mask_and_keeps_the_input_outside() {
         let generated = &collect.images[0].image;
         let file = case["files"][0].as_str().unwrap();
         let inside = |x: u32, y: u32| mask.get_pixel(x, y).0[0] >= 128;
-        let (largest, mean) = difference(generated, &reference_image(file), inside);
+        let (largest, mean) = difference_where(generated, &reference_image(file), inside);
         println!("inpaint {file} (inside the mask): max {largest}/255, mean {mean:.4}/255");
         if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
             failures.push(format!("{file}: max {largest}/255, mean {mean:.3}/255"));
         }
-        let (outside, _) = difference(generated, &image, |x, y| !inside(x, y));
+        let (outside, _) = difference_where(generated, &image, |x, y| !inside(x, y));
         assert_eq!(outside, 0, "{name}: a pixel outside the mask changed");
         let info = InfoText::parse(&collect.images[0].infotext.to_text()).unwrap();
         assert_eq!(info.get("Mask blur"), Some("0"), "{name}");

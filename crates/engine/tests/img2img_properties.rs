@@ -6,48 +6,23 @@
 
 mod common;
 
+use common::{Collect, fixture_image, load_demo_model, load_model};
 use image::{GrayImage, Luma, RgbImage};
+use pigment_engine::EngineError;
 use pigment_engine::image::InfoText;
 use pigment_engine::model::LoadedModel;
 use pigment_engine::pipeline::{
-    Control, GenerateRequest, GeneratedImage, GenerationObserver, HiresFix, HiresUpscaler, Img2ImgRequest, InpaintArea,
-    InpaintRequest, MaskedContent, OutpaintRequest, Progress, Stage, VaeTiling, VaeTilingMode, img2img, inpaint,
-    outpaint, txt2img, txt2img_hires,
+    GenerateRequest, HiresFix, HiresUpscaler, Img2ImgRequest, InpaintArea, InpaintRequest, MaskedContent,
+    OutpaintRequest, Stage, VaeTiling, VaeTilingMode, img2img, inpaint, outpaint, txt2img, txt2img_hires,
 };
 use pigment_engine::schedulers::parse_sampler;
-use pigment_engine::{EngineError, Result};
-
-#[derive(Default)]
-struct Collect {
-    images: Vec<GeneratedImage>,
-    warnings: Vec<String>,
-    stages: Vec<Stage>,
-}
-
-impl GenerationObserver for Collect {
-    fn progress(&mut self, progress: &Progress) -> Control {
-        self.stages.push(progress.stage);
-        Control::Continue
-    }
-    fn image(&mut self, image: GeneratedImage) -> Result<()> {
-        self.images.push(image);
-        Ok(())
-    }
-    fn warning(&mut self, message: &str) {
-        self.warnings.push(message.to_string());
-    }
-}
-
-fn demo() -> LoadedModel {
-    LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap()
-}
 
 fn inpainting_model() -> LoadedModel {
-    LoadedModel::open(&common::runtime(), &common::fixtures().join("models/tiny-sd-inpaint")).unwrap()
+    load_model(&common::fixtures().join("models/tiny-sd-inpaint"))
 }
 
 fn scene() -> RgbImage {
-    image::open(common::fixtures().join("images/scene_64.png")).unwrap().to_rgb8()
+    fixture_image("images/scene_64.png")
 }
 
 fn scene_mask() -> GrayImage {
@@ -90,7 +65,7 @@ fn assert_unmasked_kept(out: &RgbImage, original: &RgbImage, mask: &GrayImage, w
 
 #[test]
 fn strength_zero_returns_the_picture_and_a_strength_below_one_step_says_so() {
-    let mut model = demo();
+    let mut model = load_demo_model();
     let mut request = Img2ImgRequest::new(request("euler", 3), scene());
     request.strength = 0.0;
     request.generate.batch_size = 2;
@@ -111,7 +86,7 @@ fn strength_zero_returns_the_picture_and_a_strength_below_one_step_says_so() {
 #[test]
 fn an_all_white_mask_is_image_to_image() {
     // Euler draws no noise per step, so inpainting's extra (dropped) draw changes nothing.
-    let mut model = demo();
+    let mut model = load_demo_model();
     let mut img = Img2ImgRequest::new(request("euler", 21), scene());
     img.strength = 0.6;
     let mut collect = Collect::default();
@@ -126,7 +101,7 @@ fn an_all_white_mask_is_image_to_image() {
 
 #[test]
 fn every_masked_content_blur_and_invert_keeps_the_unmasked_pixels() {
-    for (name, mut model) in [("regular", demo()), ("inpainting", inpainting_model())] {
+    for (name, mut model) in [("regular", load_demo_model()), ("inpainting", inpainting_model())] {
         let mut results = Vec::new();
         for content in MaskedContent::ALL {
             for invert in [false, true] {
@@ -161,7 +136,7 @@ fn every_masked_content_blur_and_invert_keeps_the_unmasked_pixels() {
 
 #[test]
 fn an_empty_mask_returns_the_picture_and_a_mask_of_another_size_is_resized() {
-    let mut model = demo();
+    let mut model = load_demo_model();
     let empty = InpaintRequest::new(request("euler", 1), scene(), GrayImage::new(64, 64));
     let collect = run_inpaint(&mut model, &empty);
     assert_eq!(collect.images[0].image, scene());
@@ -178,7 +153,7 @@ fn an_empty_mask_returns_the_picture_and_a_mask_of_another_size_is_resized() {
 #[test]
 fn only_masked_works_on_the_region_and_pastes_it_back() {
     let mut model = inpainting_model();
-    let wide = image::open(common::fixtures().join("images/scene_96x64.png")).unwrap().to_rgb8();
+    let wide = fixture_image("images/scene_96x64.png");
     let mask =
         GrayImage::from_fn(96, 64, |x, y| Luma([if (60..76).contains(&x) && (20..36).contains(&y) { 255 } else { 0 }]));
     let mut paint = InpaintRequest::new(request("euler", 5), wide.clone(), mask.clone());
@@ -196,7 +171,7 @@ fn only_masked_works_on_the_region_and_pastes_it_back() {
 
 #[test]
 fn outpainting_keeps_the_original_region_exactly() {
-    for (name, mut model) in [("regular", demo()), ("inpainting", inpainting_model())] {
+    for (name, mut model) in [("regular", load_demo_model()), ("inpainting", inpainting_model())] {
         // 10 + 64 = 74 wide and 64 + 12 = 76 high: the canvas works at 80 x 80 and is cropped back.
         let mut request = OutpaintRequest::new(request("dpmpp_2m", 2), scene());
         request.left = 10;
@@ -229,7 +204,7 @@ fn image_i_of_a_batch_is_its_seed_alone_in_every_pipeline() {
     let single = run_inpaint(&mut model, &alone);
     assert_eq!(together.images[1].image, single.images[0].image, "inpainting");
 
-    let mut model = demo();
+    let mut model = load_demo_model();
     let hires = HiresFix { scale: 2.0, strength: 0.6, upscaler: HiresUpscaler::Lanczos, steps: Some(4) };
     let base = GenerateRequest { width: 48, height: 32, ..request("euler_a", 70) };
     let mut together = Collect::default();
@@ -241,7 +216,7 @@ fn image_i_of_a_batch_is_its_seed_alone_in_every_pipeline() {
 
 #[test]
 fn hires_fix_upscales_and_records_its_parameters() {
-    let mut model = demo();
+    let mut model = load_demo_model();
     let upscaler_path = common::fixtures().join("models/tiny-esrgan-x2");
     let mut upscaler = pigment_engine::model::UpscalerSession::open(&common::runtime(), &upscaler_path).unwrap();
     for (kind, name) in [
@@ -290,19 +265,19 @@ fn copy_model(source: &std::path::Path, target: &std::path::Path, leave_out: &[&
 #[test]
 fn an_overflowing_fp16_vae_is_retried_with_the_fp32_decoder_or_reported() {
     let folder = common::fixtures().join("models/tiny-sd-fp16-vae");
-    let mut fp16 = LoadedModel::open(&common::runtime(), &folder).unwrap();
+    let mut fp16 = load_model(&folder);
     assert!(fp16.vae_decoder.is_fp16());
     let mut collect = Collect::default();
     txt2img(&mut fp16, &request("euler", 4), &mut collect).unwrap();
     assert!(collect.warnings.iter().any(|w| w.contains("fp32")), "{:?}", collect.warnings);
     // The UNet and the fp32 decoder are the demo model's: the same image.
     let mut reference = Collect::default();
-    txt2img(&mut demo(), &request("euler", 4), &mut reference).unwrap();
+    txt2img(&mut load_demo_model(), &request("euler", 4), &mut reference).unwrap();
     assert_eq!(collect.images[0].image, reference.images[0].image);
 
     let without = tempfile::tempdir().unwrap();
     copy_model(&folder, without.path(), &["vae_decoder_fp32"]);
-    let mut fp16_only = LoadedModel::open(&common::runtime(), without.path()).unwrap();
+    let mut fp16_only = load_model(without.path());
     let error = txt2img(&mut fp16_only, &request("euler", 4), &mut Collect::default()).unwrap_err();
     assert!(matches!(error, EngineError::NonFinite { .. }), "{error}");
     assert!(error.to_string().contains("vae_decoder_fp32"), "{error}");
@@ -318,7 +293,7 @@ const TILED_ENCODE_DECODE_MEAN_TOLERANCE: f64 = 12.0;
 
 #[test]
 fn a_tiled_vae_decode_and_encode_match_the_whole_picture_within_tolerance() {
-    let mut model = demo();
+    let mut model = load_demo_model();
     let request = GenerateRequest { width: 256, height: 192, ..request("euler", 12) };
     let mut whole = Collect::default();
     model.vae_tiling = VaeTiling { mode: VaeTilingMode::Never, ..VaeTiling::default() };
@@ -357,7 +332,7 @@ fn mean_difference(a: &RgbImage, b: &RgbImage) -> f64 {
 #[test]
 fn image_to_image_needs_a_vae_encoder_and_grey_pictures_work() {
     let no_encoder = common::fixtures().join("models/tiny-sd-int32-fp16");
-    let mut model = LoadedModel::open(&common::runtime(), &no_encoder).unwrap();
+    let mut model = load_model(&no_encoder);
     let error = img2img(&mut model, &Img2ImgRequest::new(request("euler", 1), scene()), &mut Collect::default())
         .unwrap_err()
         .to_string();
@@ -368,7 +343,7 @@ fn image_to_image_needs_a_vae_encoder_and_grey_pictures_work() {
     let path = dir.path().join("grey.png");
     GrayImage::from_fn(80, 40, |x, _| Luma([(x * 3) as u8])).save(&path).unwrap();
     let grey = pigment_engine::image::load_image(&path).unwrap().image;
-    let mut model = demo();
+    let mut model = load_demo_model();
     for mode in pigment_engine::image::ResizeMode::ALL {
         let mut img = Img2ImgRequest::new(request("euler", 1), grey.clone());
         img.resize_mode = mode;

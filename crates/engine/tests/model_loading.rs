@@ -5,9 +5,11 @@ mod common;
 
 use std::path::Path;
 
+use common::Collect;
+
 use pigment_engine::EngineError;
 use pigment_engine::model::{ElementType, LoadedModel, ModelFolder};
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
+use pigment_engine::pipeline::{GenerateRequest, txt2img};
 
 fn copy_folder(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -36,17 +38,6 @@ fn load_error(folder: &Path) -> String {
     }
 }
 
-struct Images(Vec<GeneratedImage>);
-impl GenerationObserver for Images {
-    fn progress(&mut self, _: &Progress) -> Control {
-        Control::Continue
-    }
-    fn image(&mut self, image: GeneratedImage) -> pigment_engine::Result<()> {
-        self.0.push(image);
-        Ok(())
-    }
-}
-
 #[test]
 fn the_demo_model_loads_with_external_unet_weights() {
     let folder = ModelFolder::open(common::demo_model()).unwrap();
@@ -64,7 +55,7 @@ fn the_demo_model_loads_with_external_unet_weights() {
 #[test]
 fn int32_ids_fp16_io_and_a_scalar_int64_timestep_load_and_generate() {
     let folder = common::fixtures().join("models/tiny-sd-int32-fp16");
-    let mut model = LoadedModel::open(&common::runtime(), &folder).unwrap();
+    let mut model = common::load_model(&folder);
     let info = model.info();
     let dtype_of = |specs: &[pigment_engine::model::TensorSpec], name: &str| {
         specs.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no {name}")).clone()
@@ -85,12 +76,11 @@ fn int32_ids_fp16_io_and_a_scalar_int64_timestep_load_and_generate() {
         height: 64,
         ..GenerateRequest::default()
     };
-    let mut half = Images(Vec::new());
+    let mut half = Collect::default();
     txt2img(&mut model, &request, &mut half).unwrap();
-    let mut full_model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
-    let mut full = Images(Vec::new());
-    txt2img(&mut full_model, &request, &mut full).unwrap();
-    let (a, b) = (half.0[0].image.as_raw(), full.0[0].image.as_raw());
+    let mut full = Collect::default();
+    txt2img(&mut common::load_demo_model(), &request, &mut full).unwrap();
+    let (a, b) = (half.images[0].image.as_raw(), full.images[0].image.as_raw());
     let mean = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.len() as f64;
     println!("fp16/int variant vs fp32: mean difference {mean:.2}/255");
     assert!(mean < 12.0, "fp16 variant differs from fp32 by {mean:.2}/255 on average");

@@ -6,7 +6,6 @@
 mod common;
 
 use ndarray::Array2;
-use pigment_engine::model::LoadedModel;
 use pigment_engine::text::{EmbeddingLibrary, ScheduledConditioning, encode_texts};
 use serde_json::Value;
 
@@ -14,7 +13,7 @@ use serde_json::Value;
 const TOLERANCE: f32 = 1e-4;
 
 fn model_with_embeddings() -> LoadedModel {
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = common::load_demo_model();
     let library = EmbeddingLibrary::load_folder(&common::fixtures().join("embeddings")).unwrap();
     model.set_embeddings(&common::runtime(), &library).unwrap();
     model
@@ -56,7 +55,7 @@ fn the_100_token_weighted_prompt_is_two_chunks() {
 
 #[test]
 fn a_plain_prompt_is_exactly_the_text_encoders_output() {
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = common::load_demo_model();
     let ids = model.tokenizer.encode("a photo of a cat").unwrap();
     let ids = Array2::from_shape_vec((1, ids.len()), ids.into_iter().map(i64::from).collect()).unwrap();
     let plain = model.text_encoder.encode(&ids).unwrap().index_axis_move(ndarray::Axis(0), 0);
@@ -91,7 +90,7 @@ fn prompt_editing_switches_conditioning_at_a1111s_steps() {
 
 #[test]
 fn a_10000_character_prompt_is_encoded_in_chunks() {
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = common::load_demo_model();
     let phrase = "a (highly detailed:1.2) castle on a [misty] hill, ";
     let prompt: String = phrase.chars().cycle().take(10_000).collect();
     let started = std::time::Instant::now();

@@ -7,49 +7,13 @@
 
 mod common;
 
-use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
-use pigment_engine::schedulers::parse_sampler;
+use common::{Collect, case_request, fixture_image, load_demo_model, load_model};
+use pigment_engine::EngineError;
+use pigment_engine::pipeline::{GenerateRequest, txt2img};
 use pigment_engine::text::{EmbeddingLibrary, encode_texts};
-use pigment_engine::{EngineError, Result};
 
 const MAX_PIXEL_DIFFERENCE: i32 = 3;
 const MAX_MEAN_DIFFERENCE: f64 = 0.5;
-
-#[derive(Default)]
-struct Collect {
-    images: Vec<GeneratedImage>,
-    warnings: Vec<String>,
-}
-
-impl GenerationObserver for Collect {
-    fn progress(&mut self, _: &Progress) -> Control {
-        Control::Continue
-    }
-    fn image(&mut self, image: GeneratedImage) -> Result<()> {
-        self.images.push(image);
-        Ok(())
-    }
-    fn warning(&mut self, message: &str) {
-        self.warnings.push(message.to_string());
-    }
-}
-
-fn request_for(case: &serde_json::Value) -> GenerateRequest {
-    let (sampler, schedule) = parse_sampler(case["sampler"].as_str().unwrap()).unwrap();
-    GenerateRequest {
-        prompt: case["prompt"].as_str().unwrap().into(),
-        negative_prompt: case["negative_prompt"].as_str().unwrap().into(),
-        seed: Some(case["seed"].as_u64().unwrap()),
-        steps: case["steps"].as_u64().unwrap() as usize,
-        cfg_scale: case["cfg"].as_f64().unwrap() as f32,
-        sampler,
-        schedule,
-        width: case["width"].as_u64().unwrap() as u32,
-        height: case["height"].as_u64().unwrap() as u32,
-        ..GenerateRequest::default()
-    }
-}
 
 fn embeddings() -> EmbeddingLibrary {
     EmbeddingLibrary::load_folder(&common::fixtures().join("embeddings")).unwrap()
@@ -59,16 +23,16 @@ fn embeddings() -> EmbeddingLibrary {
 fn prompt_syntax_images_match_diffusers() {
     let reference = common::reference("prompts/images.json");
     let cases = reference["cases"].as_array().unwrap();
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     model.set_embeddings(&common::runtime(), &embeddings()).unwrap();
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let mut collect = Collect::default();
-        txt2img(&mut model, &request_for(case), &mut collect).unwrap();
+        txt2img(&mut model, &case_request(case), &mut collect).unwrap();
         assert!(collect.warnings.is_empty(), "{name}: {:?}", collect.warnings);
         let file = case["file"].as_str().unwrap();
-        let expected = image::open(common::fixtures().join("reference/prompts").join(file)).unwrap().to_rgb8();
+        let expected = fixture_image(&format!("reference/prompts/{file}"));
         let (largest, mean) = common::difference(&collect.images[0].image, &expected);
         println!("{name}: max {largest}/255, mean {mean:.4}/255");
         if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
@@ -83,11 +47,11 @@ fn prompt_syntax_images_match_diffusers() {
 fn ignoring_the_syntax_would_fail_the_comparison() {
     let reference = common::reference("prompts/images.json");
     let case = &reference["cases"][0];
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     model.set_embeddings(&common::runtime(), &embeddings()).unwrap();
     let mut image_of = |prompt: &str| {
         let mut collect = Collect::default();
-        let request = GenerateRequest { prompt: prompt.into(), negative_prompt: String::new(), ..request_for(case) };
+        let request = GenerateRequest { prompt: prompt.into(), negative_prompt: String::new(), ..case_request(case) };
         txt2img(&mut model, &request, &mut collect).unwrap();
         collect.images.remove(0).image
     };
@@ -115,7 +79,7 @@ fn ignoring_the_syntax_would_fail_the_comparison() {
 
 #[test]
 fn an_unknown_embedding_is_a_warning_listing_the_known_ones() {
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     model.set_embeddings(&common::runtime(), &embeddings()).unwrap();
     let request = GenerateRequest {
         prompt: "a house, embedding:no-such-style".into(),
@@ -136,7 +100,7 @@ fn an_unknown_embedding_is_a_warning_listing_the_known_ones() {
 
 #[test]
 fn an_embedding_of_the_wrong_width_is_an_error_naming_the_file_and_widths() {
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     let library = EmbeddingLibrary::load_folder(&common::fixtures().join("embeddings-wrong-width")).unwrap();
     let error = model.set_embeddings(&common::runtime(), &library).unwrap_err();
     assert!(matches!(error, EngineError::EmbeddingWidth { width: 48, expected: 32, .. }), "{error}");
@@ -150,10 +114,9 @@ fn an_embedding_of_the_wrong_width_is_an_error_naming_the_file_and_widths() {
 fn embeddings_extend_int32_and_fp16_exports_alike() {
     // The loader variant takes int32 ids: its extended token table must give what the demo model's does.
     let text = "a (tiny-style:1.2) house, tiny-token";
-    let mut demo = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut demo = load_demo_model();
     demo.set_embeddings(&common::runtime(), &embeddings()).unwrap();
-    let mut variant =
-        LoadedModel::open(&common::runtime(), &common::fixtures().join("models/tiny-sd-int32-fp16")).unwrap();
+    let mut variant = load_model(&common::fixtures().join("models/tiny-sd-int32-fp16"));
     variant.set_embeddings(&common::runtime(), &embeddings()).unwrap();
     let a = encode_texts(&demo.tokenizer, &mut demo.text_encoder, &[text]).unwrap().remove(0);
     let b = encode_texts(&variant.tokenizer, &mut variant.text_encoder, &[text]).unwrap().remove(0);
@@ -167,7 +130,7 @@ fn embeddings_extend_int32_and_fp16_exports_alike() {
 
 #[test]
 fn a_10000_character_prompt_generates() {
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     let phrase = "a ((castle:1.2)) on [a hill|the sea], [fog:mist:0.5] BREAK (((light))) [[[ \\( ";
     let request = GenerateRequest {
         prompt: phrase.chars().cycle().take(10_000).collect(),
@@ -192,7 +155,7 @@ fn a_10000_character_prompt_generates() {
 #[test]
 fn deep_unbalanced_brackets_and_odd_weights_generate() {
     // A1111 closes what is left open and reads a bad weight as text; nothing here is an error, nothing is NaN.
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     for prompt in [
         format!("{}castle{}", "(".repeat(3000), "]".repeat(3000)),
         format!("{}castle", "[".repeat(3000)),

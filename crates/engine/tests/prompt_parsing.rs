@@ -5,7 +5,6 @@
 
 mod common;
 
-use pigment_engine::model::LoadedModel;
 use pigment_engine::text::{EmbeddingLibrary, chunk_prompt, parse_attention, prompt_schedule, split_and};
 use serde_json::Value;
 
@@ -90,7 +89,7 @@ fn and_parts_match_a1111() {
 #[test]
 fn chunks_match_a1111s_tokenize_line() {
     let reference = parsing();
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = common::load_demo_model();
     let library = EmbeddingLibrary::load_folder(&common::fixtures().join("embeddings")).unwrap();
     model.set_embeddings(&common::runtime(), &library).unwrap();
     let embedding_ids: Vec<(String, Vec<u32>)> =

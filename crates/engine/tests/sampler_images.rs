@@ -14,10 +14,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use image::RgbImage;
 use ndarray::{Array2, ArrayD, Axis, concatenate};
-use pigment_engine::Result;
+use common::{Collect, case_request, fixture_image, load_demo_model};
 use pigment_engine::image::decoded_to_rgb;
 use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
+use pigment_engine::pipeline::txt2img;
 use pigment_engine::rng::TorchGenerator;
 use pigment_engine::schedulers::{BatchNoise, create_scheduler, parse_sampler};
 use serde_json::Value;
@@ -29,7 +29,7 @@ const MAX_MEAN_DIFFERENCE: f64 = 0.5;
 fn model() -> MutexGuard<'static, LoadedModel> {
     static MODEL: OnceLock<Mutex<LoadedModel>> = OnceLock::new();
     MODEL
-        .get_or_init(|| Mutex::new(LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap()))
+        .get_or_init(|| Mutex::new(load_demo_model()))
         .lock()
         // A test that panicked while holding the model leaves it usable: the sessions keep no state between runs.
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -41,8 +41,7 @@ fn cases() -> Vec<Value> {
 }
 
 fn reference_image(file: &str) -> RgbImage {
-    let path = common::fixtures().join("reference/txt2img_samplers").join(file);
-    image::open(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display())).to_rgb8()
+    fixture_image(&format!("reference/txt2img_samplers/{file}"))
 }
 
 /// Whether diffusers' noise for this case came from the Brownian tree (DPM++ SDE).
@@ -50,38 +49,10 @@ fn brownian(case: &Value) -> bool {
     case.get("brownian_files").is_some()
 }
 
-#[derive(Default)]
-struct Collect {
-    images: Vec<GeneratedImage>,
-}
-
-impl GenerationObserver for Collect {
-    fn progress(&mut self, _: &Progress) -> Control {
-        Control::Continue
-    }
-    fn image(&mut self, image: GeneratedImage) -> Result<()> {
-        self.images.push(image);
-        Ok(())
-    }
-}
-
 /// The pipeline's image for `case`.
 fn generate(case: &Value) -> RgbImage {
-    let (sampler, schedule) = parse_sampler(case["sampler"].as_str().unwrap()).unwrap();
-    let request = GenerateRequest {
-        prompt: case["prompt"].as_str().unwrap().into(),
-        negative_prompt: case["negative_prompt"].as_str().unwrap().into(),
-        seed: Some(case["seed"].as_u64().unwrap()),
-        steps: case["steps"].as_u64().unwrap() as usize,
-        cfg_scale: case["cfg"].as_f64().unwrap() as f32,
-        sampler,
-        schedule,
-        width: case["width"].as_u64().unwrap() as u32,
-        height: case["height"].as_u64().unwrap() as u32,
-        ..GenerateRequest::default()
-    };
     let mut collect = Collect::default();
-    txt2img(&mut model(), &request, &mut collect).unwrap();
+    txt2img(&mut model(), &case_request(case), &mut collect).unwrap();
     assert_eq!(collect.images.len(), 1);
     collect.images.remove(0).image
 }

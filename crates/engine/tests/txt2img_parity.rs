@@ -5,55 +5,21 @@
 
 mod common;
 
+use common::{Collect, case_request, fixture_image, load_demo_model};
 use pigment_engine::Result;
 use pigment_engine::image::InfoText;
-use pigment_engine::model::LoadedModel;
 use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
 use pigment_engine::schedulers::parse_sampler;
 
 const MAX_PIXEL_DIFFERENCE: i32 = 3;
 const MAX_MEAN_DIFFERENCE: f64 = 0.5;
 
-#[derive(Default)]
-struct Collect {
-    images: Vec<GeneratedImage>,
-    steps_reported: usize,
-}
-
-impl GenerationObserver for Collect {
-    fn progress(&mut self, _: &Progress) -> Control {
-        self.steps_reported += 1;
-        Control::Continue
-    }
-    fn image(&mut self, image: GeneratedImage) -> Result<()> {
-        self.images.push(image);
-        Ok(())
-    }
-}
-
-fn request_for(case: &serde_json::Value) -> GenerateRequest {
-    let (sampler, schedule) = parse_sampler(case["sampler"].as_str().unwrap()).unwrap();
-    GenerateRequest {
-        prompt: case["prompt"].as_str().unwrap().into(),
-        negative_prompt: case["negative_prompt"].as_str().unwrap().into(),
-        seed: Some(case["seed"].as_u64().unwrap()),
-        steps: case["steps"].as_u64().unwrap() as usize,
-        cfg_scale: case["cfg"].as_f64().unwrap() as f32,
-        sampler,
-        schedule,
-        width: case["width"].as_u64().unwrap() as u32,
-        height: case["height"].as_u64().unwrap() as u32,
-        batch_size: case["batch_size"].as_u64().unwrap() as usize,
-        batch_count: 1,
-    }
-}
-
 #[test]
 fn every_reference_case_matches_diffusers() {
     let reference = common::reference("txt2img/cases.json");
     let cases = reference["cases"].as_array().expect("cases");
     assert!(cases.len() >= 12, "expected a dozen cases, found {}", cases.len());
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
@@ -62,7 +28,7 @@ fn every_reference_case_matches_diffusers() {
             // case against diffusers fed the chunked embeddings is "long_prompt_chunked" in prompt_images.rs.
             continue;
         }
-        let request = request_for(case);
+        let request = case_request(case);
         let mut collect = Collect::default();
         let summary = txt2img(&mut model, &request, &mut collect).unwrap();
         let expected_seeds: Vec<u64> = case["seeds"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
@@ -70,8 +36,7 @@ fn every_reference_case_matches_diffusers() {
         let files = case["files"].as_array().unwrap();
         assert_eq!(collect.images.len(), files.len(), "{name}: image count");
         for (generated, file) in collect.images.iter().zip(files) {
-            let path = common::fixtures().join("reference/txt2img").join(file.as_str().unwrap());
-            let expected = image::open(&path).unwrap().to_rgb8();
+            let expected = fixture_image(&format!("reference/txt2img/{}", file.as_str().unwrap()));
             let (largest, mean) = common::difference(&generated.image, &expected);
             println!("{name} {}: max {largest}/255, mean {mean:.4}/255", file.as_str().unwrap());
             if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
@@ -89,7 +54,7 @@ fn every_reference_case_matches_diffusers() {
 
 #[test]
 fn image_i_of_a_batch_is_the_image_its_seed_gives_alone() {
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     let (sampler, schedule) = parse_sampler("euler_a").unwrap();
     let base = GenerateRequest {
         prompt: "a red house".into(),
@@ -136,7 +101,7 @@ fn cancelling_stops_between_steps_and_keeps_finished_images() {
             Ok(())
         }
     }
-    let mut model = LoadedModel::open(&common::runtime(), &common::demo_model()).unwrap();
+    let mut model = load_demo_model();
     let request = GenerateRequest {
         prompt: "x".into(),
         seed: Some(1),

@@ -3,6 +3,16 @@
 import { Channel, convertFileSrc, invoke } from "@tauri-apps/api/core";
 import type {
   AppError,
+  DroppedPng,
+  GalleryBoard,
+  GalleryFilters,
+  GalleryImageDetail,
+  GalleryPage,
+  GalleryQuery,
+  GalleryStatus,
+  HistoryEntry,
+  ScanProgress,
+  ScanReport,
   AppInfo,
   GenerateParams,
   JobEvent,
@@ -34,6 +44,36 @@ export const api = {
   listJobs: () => invoke<JobSummary[]>("list_jobs"),
   saveImageAs: (path: string) => invoke<string | null>("save_image_as", { path }),
   copyImage: (path: string) => invoke<void>("copy_image", { path }),
+  /** A generated image's PNG bytes (for the canvas, which must read its pixels). */
+  readOutputImage: (path: string) => invoke<ArrayBuffer>("read_output_image", { path }),
+  galleryStatus: () => invoke<GalleryStatus>("gallery_status"),
+  gallerySearch: (query: GalleryQuery) => invoke<GalleryPage>("gallery_search", { query }),
+  galleryImage: (id: number) => invoke<GalleryImageDetail>("gallery_image", { id }),
+  galleryFilters: () => invoke<GalleryFilters>("gallery_filters"),
+  gallerySetFavourite: (id: number, favourite: boolean) => invoke<void>("gallery_set_favourite", { id, favourite }),
+  galleryBoards: () => invoke<GalleryBoard[]>("gallery_boards"),
+  galleryCreateBoard: (name: string) => invoke<GalleryBoard>("gallery_create_board", { name }),
+  galleryRenameBoard: (id: number, name: string) => invoke<void>("gallery_rename_board", { id, name }),
+  galleryDeleteBoard: (id: number) => invoke<void>("gallery_delete_board", { id }),
+  galleryBoardImages: (board: number, images: number[], add: boolean) =>
+    invoke<void>("gallery_board_images", { board, images, add }),
+  galleryDelete: (ids: number[]) => invoke<void>("gallery_delete", { ids }),
+  galleryUndoDelete: (ids: number[]) => invoke<void>("gallery_undo_delete", { ids }),
+  galleryHistory: (offset: number, limit: number) => invoke<HistoryEntry[]>("gallery_history", { offset, limit }),
+  galleryRescan(onProgress: (progress: ScanProgress) => void): Promise<ScanReport> {
+    const channel = new Channel<ScanProgress>();
+    channel.onmessage = onProgress;
+    return invoke<ScanReport>("gallery_rescan", { onProgress: channel });
+  },
+  galleryCancelScan: () => invoke<void>("gallery_cancel_scan"),
+  galleryReveal: (fileName: string) => invoke<void>("gallery_reveal", { fileName }),
+  galleryImportDropped: (paths: string[]) => invoke<number[]>("gallery_import_dropped", { paths }),
+  /** "PNG Info" for every PNG dropped on the window arrives at `onDrop`. */
+  watchDroppedFiles(onDrop: (info: DroppedPng) => void): Promise<void> {
+    const channel = new Channel<DroppedPng>();
+    channel.onmessage = onDrop;
+    return invoke<void>("watch_dropped_files", { onDrop: channel });
+  },
   /** A generated image's file as a URL the window may load (Tauri's asset protocol, scoped to the app's folders). */
   imageUrl: (path: string) => convertFileSrc(path),
 };

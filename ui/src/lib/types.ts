@@ -20,7 +20,38 @@ export interface GenerateParams {
   height: number;
   batchSize: number;
   batchCount: number;
+  /** The canvas's modes; absent is text to image. */
+  mode?: JobMode;
 }
+
+export type MaskedContent = "fill" | "original" | "latent-noise" | "latent-nothing";
+
+/** Pictures and masks as base64 PNG (a `data:image/png;base64,` URL is accepted). */
+export type JobMode =
+  | { kind: "txt2img" }
+  | { kind: "img2img"; image: string; strength: number }
+  | {
+      kind: "inpaint";
+      image: string;
+      mask: string;
+      strength: number;
+      maskBlur: number;
+      invertMask: boolean;
+      maskedContent: MaskedContent;
+      onlyMasked: boolean;
+      padding: number;
+    }
+  | {
+      kind: "outpaint";
+      image: string;
+      left: number;
+      right: number;
+      top: number;
+      bottom: number;
+      strength: number;
+      maskBlur: number;
+      maskedContent: MaskedContent;
+    };
 
 export type Stage = "encoding_prompt" | "encoding_image" | "denoising" | "decoding" | "upscaling";
 
@@ -99,6 +130,13 @@ export interface Settings {
   precision: Precision;
   theme: Theme;
   modelFolders: string[];
+  /** The AUTOMATIC1111-compatible API on 127.0.0.1. */
+  apiServer: ApiServerSettings;
+}
+
+export interface ApiServerSettings {
+  enabled: boolean;
+  port: number;
 }
 
 export type SettingsUpdate = Omit<Settings, "modelFolders">;
@@ -116,4 +154,135 @@ export interface AppInfo {
   settingsNotice: string | null;
   executionProvider: string | null;
   runtimeError: string | null;
+  /** Where the API listens ("127.0.0.1:7860") while it runs. */
+  apiServerAddress: string | null;
+}
+
+// The gallery (crates/gallery, src-tauri/src/gallery.rs).
+
+export type MetadataSource = "a1111" | "comfy_ui" | "invoke_ai" | "none";
+
+export interface ImageMetadata {
+  source: MetadataSource;
+  prompt: string;
+  negativePrompt: string;
+  model: string | null;
+  sampler: string | null;
+  steps: number | null;
+  cfgScale: number | null;
+  seed: number | null;
+  width: number;
+  height: number;
+  /** Every `Key: value` pair, in AUTOMATIC1111's names. */
+  params: [string, string][];
+  /** The parameters as AUTOMATIC1111's text (what "Copy parameters" copies). */
+  infotext: string;
+}
+
+/** Form values for "reuse parameters": sampler and schedule as ids, null when the engine has no such sampler. */
+export interface ReuseParams {
+  prompt: string;
+  negativePrompt: string;
+  sampler: string | null;
+  schedule: string | null;
+  steps: number | null;
+  cfgScale: number | null;
+  seed: number | null;
+  width: number;
+  height: number;
+}
+
+export interface GalleryImage {
+  id: number;
+  /** Relative to the gallery folder: how commands name the file. */
+  fileName: string;
+  path: string;
+  thumbnail: string | null;
+  width: number;
+  height: number;
+  prompt: string;
+  model: string | null;
+  sampler: string | null;
+  seed: number | null;
+  favourite: boolean;
+  createdMs: number;
+}
+
+export interface GalleryImageDetail {
+  summary: GalleryImage;
+  metadata: ImageMetadata;
+  reuse: ReuseParams;
+  boards: number[];
+}
+
+export type GallerySort = "newest" | "oldest" | "largest" | "prompt";
+
+export interface GalleryQuery {
+  text: string;
+  model: string | null;
+  sampler: string | null;
+  width: number | null;
+  height: number | null;
+  fromMs: number | null;
+  toMs: number | null;
+  favouritesOnly: boolean;
+  board: number | null;
+  sort: GallerySort;
+  offset: number;
+  limit: number;
+}
+
+export interface GalleryPage {
+  total: number;
+  offset: number;
+  items: GalleryImage[];
+}
+
+export interface GalleryBoard {
+  id: number;
+  name: string;
+  images: number;
+}
+
+export interface GalleryFilters {
+  models: string[];
+  samplers: string[];
+  sizes: [number, number][];
+}
+
+export interface GalleryStatus {
+  folder: string;
+  thumbnailsFolder: string;
+  recovery: { movedTo: string; reason: string } | null;
+}
+
+export interface ScanProgress {
+  done: number;
+  total: number;
+}
+
+export interface ScanReport {
+  added: number;
+  updated: number;
+  removed: number;
+  skipped: [string, string][];
+}
+
+export interface HistoryEntry {
+  id: number;
+  createdMs: number;
+  fileName: string;
+  /** The image in the gallery; null once it was deleted. */
+  imageId: number | null;
+  metadata: ImageMetadata;
+  reuse: ReuseParams;
+}
+
+/** "PNG Info" of a file dropped on the window. */
+export interface DroppedPng {
+  path: string;
+  fileName: string;
+  metadata: ImageMetadata | null;
+  reuse: ReuseParams | null;
+  error: string | null;
 }

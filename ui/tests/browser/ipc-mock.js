@@ -39,7 +39,8 @@
         return;
       }
       const seed = params.seed ?? 1234;
-      emit({ kind: "image", path: `/out/00000-${seed}.png`, seed, index: 0, width: params.width, height: params.height,
+      // Numbered by job, as the app numbers its files, so two results never share a path.
+      emit({ kind: "image", path: `/out/${String(jobId - 1).padStart(5, "0")}-${seed}.png`, seed, index: 0, width: params.width, height: params.height,
         parameters: `${params.prompt}\nSteps: ${steps}, Seed: ${seed}` });
       queue = queue.filter((j) => j.id !== jobId);
       emit({ kind: "finished", images: 1, elapsedMs: steps * 40 });
@@ -49,13 +50,13 @@
 
   const commands = {
     app_info: () => ({ version: "0.1.0", modelsFolder: "/data/models", outputFolder: "/out", configFile: "/config/settings.json",
-      settingsNotice: null, executionProvider: "CPU", runtimeError: null }),
+      settingsNotice: null, executionProvider: "CPU", runtimeError: null, apiServerAddress: null }),
     list_models: () => [model],
     list_samplers: () => [
       { id: "euler_a", name: "Euler a", schedules: ["automatic"] },
       { id: "euler", name: "Euler", schedules: ["automatic", "karras"] },
     ],
-    get_settings: () => ({ outputFolder: null, defaultModel: null, device: "auto", precision: "auto", theme: "dark", modelFolders: [] }),
+    get_settings: () => ({ outputFolder: null, defaultModel: null, device: "auto", precision: "auto", theme: "dark", modelFolders: [], apiServer: { enabled: false, port: 7860 } }),
     list_jobs: () => queue,
     submit_job: (args) => {
       const params = args.params;
@@ -69,6 +70,8 @@
       runJob(jobId, params, emit);
       return jobId;
     },
+    // The file's bytes, as the app reads them from the output folder (the test serves the asset URL).
+    read_output_image: async (args) => (await fetch(window.__TAURI_INTERNALS__.convertFileSrc(args.path))).arrayBuffer(),
     cancel_job: (args) => {
       const job = jobs.get(args.id);
       if (!job) throw { kind: "unknown_job", message: `no job ${args.id} in the queue`, field: null };
@@ -76,6 +79,124 @@
       return null;
     },
   };
+
+  // The gallery (gallery.test.mjs, gallery-bench.mjs): window.__PIGMENT_GALLERY_SIZE__ images with varied prompts,
+  // searched, filtered, sorted and paged here as the Rust side does.
+  Object.assign(commands, (() => {
+    const subjects = ["cat", "lighthouse", "forest", "castle", "robot", "fox", "ocean", "mountain"];
+    const samplerNames = ["Euler a", "Euler Karras"];
+    const size = window.__PIGMENT_GALLERY_SIZE__ ?? 0;
+    let images = Array.from({ length: size }, (_, i) => {
+      const name = `${String(i).padStart(5, "0")}-${i}.png`;
+      return { id: i + 1, fileName: name, path: `/out/${name}`, thumbnail: `/thumbs/${i}.png`, width: 512,
+        height: i % 3 ? 512 : 768, prompt: `a ${subjects[i % subjects.length]} number ${i}`, model: "tiny-sd",
+        sampler: samplerNames[i % 2], seed: i, favourite: false, createdMs: 1700000000000 + i * 60000 };
+    });
+    const trashed = new Map();
+    let boards = [];
+    const onBoard = new Map();
+    let nextBoard = 1;
+    const send = (channel) => {
+      let index = 0;
+      return (message) => callbacks.get(channel.id)?.({ message, index: index++ });
+    };
+    const find = (id) => {
+      const image = images.find((i) => i.id === id);
+      if (!image) throw { kind: "invalid_input", message: `invalid image: no image ${id} in the gallery`, field: "image" };
+      return image;
+    };
+    const detail = (image) => {
+      const karras = image.sampler.endsWith("Karras");
+      const params = [["Steps", "20"], ["Sampler", image.sampler], ["CFG scale", "7"], ["Seed", String(image.seed)],
+        ["Size", `${image.width}x${image.height}`], ["Model", image.model]];
+      const metadata = { source: "a1111", prompt: image.prompt, negativePrompt: "blurry", model: image.model,
+        sampler: image.sampler, steps: 20, cfgScale: 7, seed: image.seed, width: image.width, height: image.height, params,
+        infotext: `${image.prompt}\nNegative prompt: blurry\n${params.map(([k, v]) => `${k}: ${v}`).join(", ")}` };
+      const reuse = { prompt: image.prompt, negativePrompt: "blurry", sampler: karras ? "euler" : "euler_a",
+        schedule: karras ? "karras" : "automatic", steps: 20, cfgScale: 7, seed: image.seed, width: image.width, height: image.height };
+      const memberOf = boards.filter((b) => onBoard.get(b.id)?.has(image.id)).map((b) => b.id);
+      return { summary: image, metadata, reuse, boards: memberOf };
+    };
+    return {
+      gallery_status: () => ({ folder: "/out", thumbnailsFolder: "/thumbs", recovery: null }),
+      gallery_search: ({ query }) => {
+        const words = query.text.toLowerCase().split(/\s+/).filter(Boolean);
+        let found = images.filter((i) =>
+          words.every((w) => `${i.prompt} ${i.model} ${i.sampler}`.toLowerCase().split(/[^a-z0-9]+/).some((t) => t.startsWith(w))) &&
+          (!query.model || i.model === query.model) && (!query.sampler || i.sampler === query.sampler) &&
+          (query.width == null || i.width === query.width) && (query.height == null || i.height === query.height) &&
+          (!query.favouritesOnly || i.favourite) && (query.board == null || onBoard.get(query.board)?.has(i.id)));
+        const order = { newest: (a, b) => b.createdMs - a.createdMs, oldest: (a, b) => a.createdMs - b.createdMs,
+          largest: (a, b) => b.width * b.height - a.width * a.height || b.id - a.id,
+          prompt: (a, b) => a.prompt.localeCompare(b.prompt) };
+        found = found.sort(order[query.sort]);
+        return { total: found.length, offset: query.offset, items: found.slice(query.offset, query.offset + query.limit) };
+      },
+      gallery_image: ({ id }) => detail(find(id)),
+      gallery_filters: () => ({ models: ["tiny-sd"], samplers: samplerNames, sizes: [[512, 512], [512, 768]] }),
+      gallery_set_favourite: ({ id, favourite }) => {
+        find(id).favourite = favourite;
+        return null;
+      },
+      gallery_boards: () => boards.map((b) => ({ ...b, images: onBoard.get(b.id)?.size ?? 0 })),
+      gallery_create_board: ({ name }) => {
+        if (!name.trim()) throw { kind: "invalid_input", message: `invalid board name: "${name}" (it must have 1 to 100 characters)`, field: "board name" };
+        const board = { id: nextBoard++, name: name.trim(), images: 0 };
+        boards.push(board);
+        onBoard.set(board.id, new Set());
+        return board;
+      },
+      gallery_rename_board: ({ id, name }) => {
+        boards.find((b) => b.id === id).name = name;
+        return null;
+      },
+      gallery_delete_board: ({ id }) => {
+        boards = boards.filter((b) => b.id !== id);
+        return null;
+      },
+      gallery_board_images: ({ board, images: ids, add }) => {
+        for (const id of ids) add ? onBoard.get(board).add(id) : onBoard.get(board).delete(id);
+        return null;
+      },
+      gallery_delete: ({ ids }) => {
+        for (const id of ids) {
+          trashed.set(id, find(id));
+          images = images.filter((i) => i.id !== id);
+        }
+        return null;
+      },
+      gallery_undo_delete: ({ ids }) => {
+        for (const id of ids) {
+          const image = trashed.get(id);
+          if (!image) throw { kind: "invalid_input", message: `invalid image: image ${id} cannot be restored: it is not in the trash`, field: "image" };
+          trashed.delete(id);
+          images.push(image);
+        }
+        return null;
+      },
+      gallery_history: ({ offset, limit }) => [...images, ...trashed.values()]
+        .sort((a, b) => b.createdMs - a.createdMs)
+        .slice(offset, offset + limit)
+        .map((image) => {
+          const { metadata, reuse } = detail(image);
+          return { id: image.id, createdMs: image.createdMs, fileName: image.fileName,
+            imageId: trashed.has(image.id) ? null : image.id, metadata, reuse };
+        }),
+      gallery_rescan: ({ onProgress }) => {
+        const emit = send(onProgress);
+        emit({ done: 0, total: 2 });
+        emit({ done: 2, total: 2 });
+        return { added: 2, updated: 0, removed: 0, skipped: [] };
+      },
+      gallery_cancel_scan: () => null,
+      gallery_reveal: () => null,
+      watch_dropped_files: ({ onDrop }) => {
+        window.__PIGMENT_DROP__ = send(onDrop);
+        return null;
+      },
+      gallery_import_dropped: ({ paths }) => paths.map((_, i) => 100000 + i),
+    };
+  })());
 
   window.__TAURI_INTERNALS__ = {
     metadata: { currentWindow: { label: "main" }, currentWebview: { windowLabel: "main", label: "main" } },

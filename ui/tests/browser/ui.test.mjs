@@ -2,52 +2,13 @@
 // (ipc-mock.js): the generate flow, cancel, and error display.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-import { preview } from "vite";
+import { calls, openUi, startBuiltUi } from "./harness.mjs";
 
-const here = fileURLToPath(new URL(".", import.meta.url));
-const ipcMock = readFileSync(`${here}/ipc-mock.js`, "utf8");
-// A 2x2 PNG served for every asset:// image.
-const png = Buffer.from(
-  "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==",
-  "base64",
-);
+let ui;
+before(async () => (ui = await startBuiltUi()));
+after(() => ui?.close());
 
-let server;
-let browser;
-let baseUrl;
-
-before(async () => {
-  server = await preview({ configFile: fileURLToPath(new URL("../../vite.config.ts", import.meta.url)), preview: { port: 4173, strictPort: false } });
-  baseUrl = server.resolvedUrls.local[0];
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run"],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
-
-async function open(scenario) {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
-  const errors = [];
-  page.on("pageerror", (error) => errors.push(error.message));
-  await page.route("http://asset.localhost/**", (route) => route.fulfill({ contentType: "image/png", body: png }));
-  await page.addInitScript(`window.__PIGMENT_SCENARIO__ = ${JSON.stringify(scenario)};`);
-  await page.addInitScript(ipcMock);
-  await page.goto(baseUrl);
-  await page.locator("#model").filter({ has: page.locator("option", { hasText: "tiny-sd" }) }).waitFor();
-  return { page, errors };
-}
-
-const calls = (page, cmd) => page.evaluate((cmd) => window.__PIGMENT_CALLS__.filter((c) => c.cmd === cmd), cmd);
+const open = (scenario) => openUi(ui, { globals: { __PIGMENT_SCENARIO__: scenario } });
 
 describe("the built UI with mocked IPC", () => {
   it("generates: progress with a preview, then the image from the asset protocol", async () => {

@@ -19,6 +19,7 @@ export const defaultSettings: Settings = {
   precision: "auto",
   theme: "system",
   modelFolders: [],
+  apiServer: { enabled: false, port: 7860 },
 };
 
 export function fakeApi(overrides: Partial<Api> = {}) {
@@ -33,6 +34,7 @@ export function fakeApi(overrides: Partial<Api> = {}) {
       settingsNotice: null,
       executionProvider: "CPU",
       runtimeError: null,
+      apiServerAddress: null,
     })),
     listModels: vi.fn(async () => [demoModel]),
     addModelFolder: vi.fn(async () => null),
@@ -60,6 +62,28 @@ export function fakeApi(overrides: Partial<Api> = {}) {
     listJobs: vi.fn(async () => queue),
     saveImageAs: vi.fn(async () => null),
     copyImage: vi.fn(async () => {}),
+    readOutputImage: vi.fn(async () => new ArrayBuffer(0)),
+    // An empty gallery; gallery tests override what they need.
+    galleryStatus: vi.fn(async () => ({ folder: "/out", thumbnailsFolder: "/data/gallery/x/thumbnails", recovery: null })),
+    gallerySearch: vi.fn(async (query) => ({ total: 0, offset: query.offset, items: [] })),
+    galleryImage: vi.fn(async (id: number) => {
+      throw { kind: "invalid_input", message: `invalid image: no image ${id} in the gallery`, field: "image" };
+    }),
+    galleryFilters: vi.fn(async () => ({ models: [], samplers: [], sizes: [] })),
+    gallerySetFavourite: vi.fn(async () => {}),
+    galleryBoards: vi.fn(async () => []),
+    galleryCreateBoard: vi.fn(async (name: string) => ({ id: 1, name, images: 0 })),
+    galleryRenameBoard: vi.fn(async () => {}),
+    galleryDeleteBoard: vi.fn(async () => {}),
+    galleryBoardImages: vi.fn(async () => {}),
+    galleryDelete: vi.fn(async () => {}),
+    galleryUndoDelete: vi.fn(async () => {}),
+    galleryHistory: vi.fn(async () => []),
+    galleryRescan: vi.fn(async () => ({ added: 0, updated: 0, removed: 0, skipped: [] })),
+    galleryCancelScan: vi.fn(async () => {}),
+    galleryReveal: vi.fn(async () => {}),
+    galleryImportDropped: vi.fn(async () => []),
+    watchDroppedFiles: vi.fn(async () => {}),
     imageUrl: (path: string) => `asset://localhost/${encodeURIComponent(path)}`,
     ...overrides,
   };

@@ -85,6 +85,27 @@ impl InfoText {
         }
         Ok(info)
     }
+
+    /// The units A1111's ControlNet extension writes (`ControlNet 0: "Module: canny, Model: ..., Weight: 1, ..."`),
+    /// in order of their number, each as its `Key: value` pairs.
+    pub fn control_units(&self) -> Vec<Vec<(String, String)>> {
+        let mut units: Vec<(usize, &str)> = self
+            .params
+            .iter()
+            .filter_map(|(key, value)| Some((key.strip_prefix("ControlNet ")?.parse().ok()?, value.as_str())))
+            .collect();
+        units.sort_by_key(|(index, _)| *index);
+        units
+            .into_iter()
+            .map(|(_, value)| {
+                value
+                    .split(", ")
+                    .filter_map(|field| field.split_once(": "))
+                    .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// A1111's `quote`: plain unless the value has a comma, colon or newline, then a JSON string.
@@ -150,6 +171,22 @@ fn bad(line: &str, reason: &str) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controlnet_units_are_written_quoted_and_read_back_as_fields() {
+        let mut info = InfoText { prompt: "a house".into(), ..InfoText::default() };
+        info.set("Steps", 20);
+        info.set("Seed", 1);
+        info.set("ControlNet 1", "Module: none, Model: depth, Weight: 0.5, Guidance Start: 0, Guidance End: 1");
+        info.set("ControlNet 0", "Module: canny, Model: tiny-canny, Weight: 1, Threshold A: 100, Threshold B: 200");
+        let text = info.to_text();
+        assert!(text.contains("ControlNet 0: \"Module: canny, Model: tiny-canny, Weight: 1,"), "{text}");
+        let units = InfoText::parse(&text).unwrap().control_units();
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[0][0], ("Module".to_string(), "canny".to_string()));
+        assert_eq!(units[0][4], ("Threshold B".to_string(), "200".to_string()));
+        assert_eq!(units[1][1], ("Model".to_string(), "depth".to_string()));
+    }
 
     #[test]
     fn parses_the_design_example() {

@@ -1,6 +1,7 @@
 //! Reading the pictures and masks users give: PNG, JPEG, WebP or BMP, any bit depth and colour type. The size is
 //! read from the header and checked before any pixel is decoded, so a huge file is refused without allocating.
 
+use std::io::{BufRead, Cursor, Seek};
 use std::path::Path;
 
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, RgbImage};
@@ -36,12 +37,23 @@ pub fn check_image_size(what: &'static str, width: u64, height: u64) -> Result<(
 /// 8 bits, grey is repeated into the three channels, and alpha is dropped (as A1111's `convert("RGB")`), with a
 /// warning when some pixel was not opaque.
 pub fn load_image(path: &Path) -> Result<LoadedImage> {
-    let decoded = decode(path)?;
+    let reader = ImageReader::open(path).map_err(|e| read_error(path, e))?;
+    to_picture(decode(reader, path)?, path)
+}
+
+/// [`load_image`] for an image held in memory (an upload, a canvas); `name` (a form field, say) stands for the
+/// file in errors and warnings.
+pub fn load_image_bytes(name: &str, bytes: &[u8]) -> Result<LoadedImage> {
+    let name = Path::new(name);
+    to_picture(decode(ImageReader::new(Cursor::new(bytes)), name)?, name)
+}
+
+fn to_picture(decoded: DynamicImage, name: &Path) -> Result<LoadedImage> {
     let mut warnings = Vec::new();
     if decoded.color().has_alpha() && !is_opaque(&decoded) {
         warnings.push(format!(
             "{} has transparent pixels; transparency is ignored (the colour under it is used)",
-            path.display()
+            name.display()
         ));
     }
     Ok(LoadedImage { image: decoded.into_rgb8(), warnings })
@@ -50,20 +62,33 @@ pub fn load_image(path: &Path) -> Result<LoadedImage> {
 /// Reads `path` as a mask: its luminance in 8 bits, as PIL's `convert("L")` computes it for colour files
 /// (ITU-R 601-2: L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16). White repaints, black keeps.
 pub fn load_mask(path: &Path) -> Result<GrayImage> {
-    let decoded = decode(path)?;
-    if !decoded.color().has_color() {
-        return Ok(decoded.into_luma8());
-    }
-    let rgb = decoded.into_rgb8();
-    Ok(GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
-        let [r, g, b] = rgb.get_pixel(x, y).0.map(u32::from);
-        image::Luma([((19595 * r + 38470 * g + 7471 * b + 0x8000) >> 16) as u8])
-    }))
+    let reader = ImageReader::open(path).map_err(|e| read_error(path, e))?;
+    Ok(to_mask(decode(reader, path)?))
 }
 
-fn decode(path: &Path) -> Result<DynamicImage> {
-    let fail = |reason: String| EngineError::ReadFile { path: path.to_path_buf(), reason };
-    let reader = ImageReader::open(path).map_err(|e| fail(e.to_string()))?;
+/// [`load_mask`] for a mask held in memory; `name` stands for the file in errors.
+pub fn load_mask_bytes(name: &str, bytes: &[u8]) -> Result<GrayImage> {
+    Ok(to_mask(decode(ImageReader::new(Cursor::new(bytes)), Path::new(name))?))
+}
+
+fn to_mask(decoded: DynamicImage) -> GrayImage {
+    if !decoded.color().has_color() {
+        return decoded.into_luma8();
+    }
+    let rgb = decoded.into_rgb8();
+    GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+        let [r, g, b] = rgb.get_pixel(x, y).0.map(u32::from);
+        image::Luma([((19595 * r + 38470 * g + 7471 * b + 0x8000) >> 16) as u8])
+    })
+}
+
+fn read_error(path: &Path, reason: impl ToString) -> EngineError {
+    EngineError::ReadFile { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+/// Decodes what `reader` reads; `path` (a file, or the name standing for bytes) is named in errors.
+fn decode<R: BufRead + Seek>(reader: ImageReader<R>, path: &Path) -> Result<DynamicImage> {
+    let fail = |reason: String| read_error(path, reason);
     let mut reader = reader.with_guessed_format().map_err(|e| fail(e.to_string()))?;
     if reader.format().is_none() {
         return Err(fail("not an image (expected PNG, JPEG, WebP or BMP)".into()));

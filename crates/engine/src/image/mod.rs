@@ -1,16 +1,23 @@
 //! Images: decoded tensors to 8-bit RGB, PNG files carrying AUTOMATIC1111's `parameters` text, and that text;
 //! reading users' pictures and masks, resizing, masks, and the tiling the VAE and upscalers share.
 
+pub mod control;
 mod infotext;
 mod load;
 pub mod mask;
+mod numbering;
 mod png_file;
+mod preview;
 mod resize;
 pub(crate) mod tiling;
 
 pub use infotext::InfoText;
-pub use load::{LoadedImage, MAX_IMAGE_SIDE, check_image_size, load_image, load_mask};
-pub use png_file::{PARAMETERS_KEY, read_png_text, write_png_atomically};
+pub use load::{
+    LoadedImage, MAX_IMAGE_SIDE, check_image_size, load_image, load_image_bytes, load_mask, load_mask_bytes,
+};
+pub use numbering::{next_image_number, numbered_image_path};
+pub use png_file::{PARAMETERS_KEY, png_bytes, read_png_text, read_png_text_bytes, write_png_atomically};
+pub use preview::latents_to_rgb;
 pub use resize::{ResizeMode, lanczos, resize_image};
 pub(crate) use resize::{crop, paste};
 

@@ -35,30 +35,56 @@ pub fn write_png_atomically(path: &Path, image: &RgbImage, texts: &[(&str, &str)
 fn write_png(path: &Path, image: &RgbImage, texts: &[(&str, &str)]) -> Result<()> {
     let file = std::fs::File::create(path).map_err(|e| write_error(path, e))?;
     let mut writer = BufWriter::new(file);
-    let mut encoder = png::Encoder::new(&mut writer, image.width(), image.height());
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    for (key, text) in texts {
-        let added = if text.chars().all(|c| (c as u32) < 256) {
-            encoder.add_text_chunk(key.to_string(), text.to_string())
-        } else {
-            encoder.add_itxt_chunk(key.to_string(), text.to_string())
-        };
-        added.map_err(|e| write_error(path, e))?;
-    }
-    let mut png = encoder.write_header().map_err(|e| write_error(path, e))?;
-    png.write_image_data(image.as_raw()).map_err(|e| write_error(path, e))?;
-    png.finish().map_err(|e| write_error(path, e))?;
+    encode_png(&mut writer, image, texts).map_err(|e| write_error(path, e))?;
     writer.flush().map_err(|e| write_error(path, e))?;
     writer.get_ref().sync_all().map_err(|e| write_error(path, e))?;
     Ok(())
 }
 
+/// `image` as PNG bytes with `texts` as text chunks, as [`write_png_atomically`] writes it (for images sent rather
+/// than saved: the API's answers).
+pub fn png_bytes(image: &RgbImage, texts: &[(&str, &str)]) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    encode_png(&mut bytes, image, texts).map_err(|e| write_error(Path::new("(PNG in memory)"), e))?;
+    Ok(bytes)
+}
+
+fn encode_png(
+    writer: impl Write,
+    image: &RgbImage,
+    texts: &[(&str, &str)],
+) -> std::result::Result<(), png::EncodingError> {
+    let mut encoder = png::Encoder::new(writer, image.width(), image.height());
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    for (key, text) in texts {
+        // tEXt holds Latin-1 only; iTXt holds UTF-8 (Pillow makes the same choice).
+        if text.chars().all(|c| (c as u32) < 256) {
+            encoder.add_text_chunk(key.to_string(), text.to_string())?;
+        } else {
+            encoder.add_itxt_chunk(key.to_string(), text.to_string())?;
+        }
+    }
+    let mut png = encoder.write_header()?;
+    png.write_image_data(image.as_raw())?;
+    png.finish()
+}
+
 /// The text chunk `key` of a PNG file (tEXt, zTXt or iTXt), if it has one.
 pub fn read_png_text(path: &Path, key: &str) -> Result<Option<String>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| EngineError::ReadFile { path: path.to_path_buf(), reason: e.to_string() })?;
+    png_text(std::io::BufReader::new(file), path, key)
+}
+
+/// [`read_png_text`] for a PNG held in memory; `name` stands for the file in errors.
+pub fn read_png_text_bytes(name: &str, bytes: &[u8], key: &str) -> Result<Option<String>> {
+    png_text(std::io::Cursor::new(bytes), Path::new(name), key)
+}
+
+fn png_text(source: impl std::io::BufRead + std::io::Seek, path: &Path, key: &str) -> Result<Option<String>> {
     let read_error = |reason: String| EngineError::ReadFile { path: path.to_path_buf(), reason };
-    let file = std::fs::File::open(path).map_err(|e| read_error(e.to_string()))?;
-    let decoder = png::Decoder::new(std::io::BufReader::new(file));
+    let decoder = png::Decoder::new(source);
     let reader = decoder.read_info().map_err(|e| read_error(format!("not a PNG image: {e}")))?;
     let info = reader.info();
     if let Some(chunk) = info.uncompressed_latin1_text.iter().find(|c| c.keyword == key) {

@@ -1,7 +1,8 @@
 //! ONNX Runtime sessions for the model's parts, each checking at load time that its inputs are the ones the
 //! pipeline can feed, and converting between the pipeline's f32 arrays and the model's types when it runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ndarray::{Array2, Array3, ArrayD, Ix3};
 use ort::session::Session;
@@ -13,21 +14,30 @@ use super::graph_cache::{LoadedSession, load_error, load_session};
 use super::io::{self, ElementType, TensorSpec};
 use crate::error::{EngineError, Result};
 use crate::pipeline::Control;
-use crate::pipeline::VaeTiling;
+use crate::pipeline::{VaeTiling, VaeTilingMode};
 use crate::runtime::{
     ExecutionProvider, ModelFamily, Precision, PrecisionDecision, Runtime, choose_precision, probe_devices,
 };
 use crate::schedulers::SchedulerConfig;
 use crate::text::ClipTokenizer;
 
+/// Low-VRAM mode: the parts of a model take turns on the device. The one session loaded at a time, shared by the
+/// parts, with the graph file it was made from; a part that runs while another is loaded releases that one first.
+#[derive(Clone, Default)]
+pub(super) struct TakingTurns(Arc<Mutex<Option<(PathBuf, Session)>>>);
+
 /// A session with its IO read from the model.
 pub(super) struct ComponentSession {
     component: &'static str,
-    session: Session,
+    /// `None` when the part takes turns (then the session is in `turns` while it is this part's turn).
+    session: Option<Session>,
+    /// What the session is made from, to make it again at its turn; `None` for sessions that cannot take turns.
+    source: Option<(Runtime, ComponentFiles)>,
+    turns: Option<TakingTurns>,
     pub(super) inputs: Vec<TensorSpec>,
     pub(super) outputs: Vec<TensorSpec>,
     /// The graph file the session was made from.
-    graph: std::path::PathBuf,
+    graph: PathBuf,
 }
 
 impl ComponentSession {
@@ -43,8 +53,11 @@ impl ComponentSession {
         files: &ComponentFiles,
         initializers: Vec<(String, ort::value::DynValue)>,
     ) -> Result<ComponentSession> {
+        // Sessions with replaced initializers are not kept releasable: remaking them would mean keeping the
+        // replacement values (a whole token table) beside the session.
+        let source = initializers.is_empty().then(|| (runtime.clone(), files.clone()));
         let LoadedSession { session, graph } = if initializers.is_empty() {
-            load_session(runtime, files, runtime.cache_dir().map(|dir| dir.join("graphs")).as_deref())?
+            load_graph(runtime, files)?
         } else {
             // Replaced initializers change what the graph computes: such sessions bypass the graph cache.
             let mut builder = runtime.session_builder()?;
@@ -59,7 +72,16 @@ impl ComponentSession {
         };
         let inputs = session.inputs().iter().map(TensorSpec::from_outlet).collect();
         let outputs = session.outputs().iter().map(TensorSpec::from_outlet).collect();
-        Ok(ComponentSession { component, session, inputs, outputs, graph })
+        Ok(ComponentSession { component, session: Some(session), source, turns: None, inputs, outputs, graph })
+    }
+
+    /// From now on this part takes turns with the others sharing `turns` (its session is released now and made
+    /// again when it next runs). Sessions that cannot be made again stay loaded.
+    pub(super) fn take_turns(&mut self, turns: &TakingTurns) {
+        if self.source.is_some() {
+            self.session = None;
+            self.turns = Some(turns.clone());
+        }
     }
 
     fn input(&self, name: &str) -> Result<&TensorSpec> {
@@ -95,16 +117,52 @@ impl ComponentSession {
     /// Runs with named inputs and returns the output `output` as f32.
     pub(super) fn run(&mut self, inputs: Vec<(String, ort::value::DynValue)>, output: &str) -> Result<ArrayD<f32>> {
         let component = self.component;
-        let outputs = self.session.run(inputs).map_err(|e| EngineError::inference(component, e))?;
-        let value = outputs
-            .get(output)
-            .ok_or_else(|| EngineError::inference(component, format!("the model returned no output {output}")))?;
-        io::float_output(component, value, output)
+        let run = |session: &mut Session| {
+            let outputs = session.run(inputs).map_err(|e| EngineError::inference(component, e))?;
+            let value = outputs
+                .get(output)
+                .ok_or_else(|| EngineError::inference(component, format!("the model returned no output {output}")))?;
+            io::float_output(component, value, output)
+        };
+        match (&mut self.session, &self.turns, &self.source) {
+            (Some(session), _, _) => run(session),
+            (None, Some(turns), Some((runtime, files))) => {
+                // A poisoned lock only means another part failed while loading: the slot is still usable.
+                let mut loaded = turns.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if loaded.as_ref().is_none_or(|(graph, _)| *graph != files.model) {
+                    // Free the other part before making this one: the two are never on the device together.
+                    *loaded = None;
+                    *loaded = Some((files.model.clone(), load_graph(runtime, files)?.session));
+                }
+                let (_, session) = loaded.as_mut().expect("the session was just loaded");
+                run(session)
+            }
+            _ => Err(EngineError::inference(component, "the session was released and cannot be made again")),
+        }
+    }
+
+    /// Whether the session is on the device now (always, unless the part takes turns).
+    fn is_loaded(&self) -> bool {
+        match (&self.session, &self.turns, &self.source) {
+            (Some(_), _, _) => true,
+            (None, Some(turns), Some((_, files))) => turns
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_ref()
+                .is_some_and(|(graph, _)| *graph == files.model),
+            _ => false,
+        }
     }
 
     fn describe(&self) -> ComponentInfo {
         ComponentInfo { inputs: self.inputs.clone(), outputs: self.outputs.clone(), graph: self.graph.clone() }
     }
+}
+
+/// A session from `files`, through the optimized-graph cache when the runtime has a cache folder.
+fn load_graph(runtime: &Runtime, files: &ComponentFiles) -> Result<LoadedSession> {
+    load_session(runtime, files, runtime.cache_dir().map(|dir| dir.join("graphs")).as_deref())
 }
 
 pub struct TextEncoderSession {
@@ -310,6 +368,8 @@ pub struct LoadedModel {
     execution_provider: String,
     precision: PrecisionDecision,
     runtime: Runtime,
+    /// Low-VRAM mode: what the parts share to take turns on the device.
+    turns: Option<TakingTurns>,
 }
 
 impl LoadedModel {
@@ -319,18 +379,34 @@ impl LoadedModel {
             Some(path) => SchedulerConfig::from_file(path)?,
             None => SchedulerConfig::default(),
         };
-        let text_encoder = TextEncoderSession::load(runtime, &folder.text_encoder)?;
+        let mut text_encoder = TextEncoderSession::load(runtime, &folder.text_encoder)?;
         let precision = precision_for(runtime, text_encoder.hidden_size);
+        // Low-VRAM mode: the text encoder, UNet and VAE take turns on the device (each made when it runs after
+        // another), the VAE works in tiles and cuDNN keeps small workspaces.
+        let turns = precision.low_vram.then(TakingTurns::default);
+        let runtime = &if turns.is_some() { runtime.lean() } else { runtime.clone() };
+        if let Some(turns) = &turns {
+            text_encoder.session.take_turns(turns);
+        }
         // The UNet is where fp16 pays (it runs at every step); the text encoder runs once and CLIP's LayerNorms are
         // fragile in fp16, and the VAE keeps fp32 weights for its NaN retry. See runtime/precision.rs.
         let unet_files = match precision.precision {
             Precision::Fp16 => fp16_files(runtime, &folder.unet)?,
             Precision::Fp32 => folder.unet.clone(),
         };
-        let unet = UnetSession::load(runtime, &unet_files)?;
-        let vae_decoder = VaeDecoderSession::load(runtime, &folder.vae_decoder)?;
-        let vae_encoder =
+        let mut unet = UnetSession::load(runtime, &unet_files)?;
+        let mut vae_decoder = VaeDecoderSession::load(runtime, &folder.vae_decoder)?;
+        let mut vae_encoder =
             folder.vae_encoder.as_ref().map(|files| VaeEncoderSession::load(runtime, files)).transpose()?;
+        let mut vae_tiling = VaeTiling::default();
+        if let Some(turns) = &turns {
+            unet.session.take_turns(turns);
+            vae_decoder.session.take_turns(turns);
+            if let Some(encoder) = &mut vae_encoder {
+                encoder.session.take_turns(turns);
+            }
+            vae_tiling.mode = VaeTilingMode::Always;
+        }
         let hash = unet_hash(&folder.unet.model)?;
         let model = LoadedModel {
             hash,
@@ -341,11 +417,12 @@ impl LoadedModel {
             vae_decoder,
             vae_encoder,
             vae_decoder_fp32: None,
-            vae_tiling: VaeTiling::default(),
+            vae_tiling,
             scheduler_config,
             execution_provider: runtime.providers().to_string(),
             precision,
             runtime: runtime.clone(),
+            turns,
         };
         model.check_consistency()?;
         Ok(model)
@@ -382,9 +459,31 @@ impl LoadedModel {
         if self.vae_decoder_fp32.is_none()
             && let Some(files) = &self.folder.vae_decoder_fp32
         {
-            self.vae_decoder_fp32 = Some(VaeDecoderSession::load(&self.runtime, files)?);
+            let mut decoder = VaeDecoderSession::load(&self.runtime, files)?;
+            if let Some(turns) = &self.turns {
+                decoder.session.take_turns(turns);
+            }
+            self.vae_decoder_fp32 = Some(decoder);
         }
         Ok(self.vae_decoder_fp32.as_mut())
+    }
+
+    /// The parts whose sessions are loaded now: all of them, except in low-VRAM mode, where at most one is.
+    pub fn loaded_parts(&self) -> Vec<&'static str> {
+        let encoder = self.vae_encoder.as_ref().map(|encoder| &encoder.session);
+        let fp32_decoder = self.vae_decoder_fp32.as_ref().map(|decoder| &decoder.session);
+        [
+            Some(&self.text_encoder.session),
+            Some(&self.unet.session),
+            Some(&self.vae_decoder.session),
+            encoder,
+            fp32_decoder,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|session| session.is_loaded())
+        .map(|session| session.component)
+        .collect()
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -424,7 +523,7 @@ fn precision_for(runtime: &Runtime, context_width: Option<usize>) -> PrecisionDe
         ExecutionProvider::Cpu => None,
         _ => probe_devices().largest_gpu().and_then(|gpu| gpu.vram_total),
     };
-    choose_precision(runtime.precision(), provider, gpu_memory, family)
+    choose_precision(runtime.precision(), runtime.low_vram(), provider, gpu_memory, family)
 }
 
 /// The fp16 files for `files`: the model itself when it already is fp16, else its conversion from the cache

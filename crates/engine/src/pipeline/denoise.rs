@@ -7,6 +7,7 @@ use std::time::Instant;
 use ndarray::{ArrayD, Axis, concatenate};
 
 use super::Timings;
+use super::control::ControlState;
 use super::guidance::Guidance;
 use crate::error::Result;
 use crate::model::UnetSession;
@@ -25,6 +26,8 @@ pub(crate) struct Denoise<'a, 'n> {
     /// Channels appended to the scaled latents for every UNet call: an inpainting UNet's mask and masked-image
     /// latents (`[batch, 5, h, w]`), as diffusers' `torch.cat([latent_model_input, mask, masked_image_latents], 1)`.
     pub extra_channels: Option<&'a ArrayD<f32>>,
+    /// ControlNets or adapters: the UNet with residual inputs at the steps where they act.
+    pub control: Option<&'a ControlState>,
 }
 
 impl Denoise<'_, '_> {
@@ -44,7 +47,16 @@ impl Denoise<'_, '_> {
                     concatenate(Axis(1), &[scaled.view(), extra.view()]).expect("latents and extra channels align");
             }
             let unet_started = Instant::now();
-            let prediction = self.guidance.predict(self.unet, &scaled, timestep, index, total)?;
+            let prediction = match self.control {
+                Some(control) => {
+                    let run_steps = total - self.first_step;
+                    let sampling_steps = run_steps.div_ceil(self.scheduler.order().max(1));
+                    let mut predictor =
+                        control.predictor(self.unet, index - self.first_step, run_steps, sampling_steps);
+                    self.guidance.predict(&mut predictor, &scaled, timestep, index, total)?
+                }
+                None => self.guidance.predict(self.unet, &scaled, timestep, index, total)?,
+            };
             timings.unet += unet_started.elapsed();
             timings.unet_calls += 1;
             latents = self.scheduler.step(&prediction, index, &latents, self.noise);

@@ -14,8 +14,9 @@ use std::collections::BTreeSet;
 use ndarray::{Array2, Array3, ArrayD, ArrayView2, Axis, concatenate};
 
 use super::GenerateRequest;
+use super::control::NoisePredictor;
 use crate::error::Result;
-use crate::model::{TextEncoderSession, UnetSession};
+use crate::model::TextEncoderSession;
 use crate::text::{ClipTokenizer, ScheduledConditioning, encode_texts, resolve_embedding_references, split_and};
 
 /// One part of a prompt split at `AND`, with its weight.
@@ -93,7 +94,7 @@ impl Guidance {
     /// the request's steps proportionally.
     pub(crate) fn predict(
         &self,
-        unet: &mut UnetSession,
+        unet: &mut dyn NoisePredictor,
         sample: &ArrayD<f32>,
         timestep: f64,
         step: usize,
@@ -102,7 +103,7 @@ impl Guidance {
         let step = if steps == self.steps || steps == 0 { step } else { step * self.steps / steps };
         let conds: Vec<&Array2<f32>> = self.parts.iter().map(|p| p.conditioning.at_step(step)).collect();
         let Some(negative) = &self.negative else {
-            return unet.predict(sample, timestep, &self.context(&[conds[0].view()]));
+            return unet.predict(sample, timestep, &self.context(&[conds[0].view()]), 0);
         };
         // stack_conds, then pad_cond_uncond.
         let part_tokens = conds.iter().map(|c| c.nrows()).max().unwrap_or(0);
@@ -116,7 +117,7 @@ impl Guidance {
         let context = self.context(&rows.iter().map(|row| row.view()).collect::<Vec<_>>());
         let views = vec![sample.view(); rows.len()];
         let input = concatenate(Axis(0), &views).expect("equal shapes");
-        let prediction = unet.predict(&input, timestep, &context)?;
+        let prediction = unet.predict(&input, timestep, &context, self.batch_size)?;
         let batch = self.batch_size;
         let uncond = prediction.slice_axis(Axis(0), (0..batch).into());
         let mut guided = uncond.to_owned();

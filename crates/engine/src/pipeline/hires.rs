@@ -101,6 +101,14 @@ pub fn txt2img_hires(
 ) -> Result<GenerateSummary> {
     request.validate()?;
     hires.validate(request)?;
+    if !request.control.is_empty() {
+        // The second pass would need the control image at the target size and its own schedule: not built yet.
+        return Err(EngineError::parameter(
+            "hires fix",
+            "with ControlNet or adapter",
+            "control units work in txt2img, img2img and inpainting, not with the hires fix yet",
+        ));
+    }
     if hires.upscaler == HiresUpscaler::Model && upscaler.is_none() {
         return Err(EngineError::parameter("hires upscaler", "model", "no upscaler model was given"));
     }
@@ -151,6 +159,7 @@ pub fn txt2img_hires(
             noise: &mut noise,
             first_step: 0,
             extra_channels: None,
+            control: None,
         };
         let base = run.denoise(denoise, latents, batch, &mut |_, _| {})?;
 
@@ -200,6 +209,7 @@ pub fn txt2img_hires(
                     noise: &mut noise,
                     first_step: first,
                     extra_channels: None,
+                    control: None,
                 };
                 Some(run.denoise(denoise, latents, batch, &mut |_, _| {})?)
             }

@@ -14,6 +14,7 @@ use std::time::Instant;
 use image::RgbImage;
 use ndarray::ArrayD;
 
+use super::control::ControlState;
 use super::denoise::Denoise;
 use super::guidance::Guidance;
 use super::inpaint::{self, InpaintRequest};
@@ -84,6 +85,7 @@ pub fn img2img(
         return Ok(run.finish());
     };
     let guidance = run.guidance(model, generate)?;
+    let control = ControlState::prepare(generate, model, &mut |warning| run.warn(warning))?;
     let encoded = run.encode(model, &image, None)?;
     let scaling = model.folder.vae_scaling_factor;
     for batch in 0..generate.batch_count {
@@ -101,6 +103,7 @@ pub fn img2img(
             noise: &mut noise,
             first_step: first,
             extra_channels: None,
+            control: control.as_ref(),
         };
         let latents = run.denoise(denoise, latents, batch, &mut |_, _| {})?;
         let seeds: Vec<u64> = generators.iter().map(TorchGenerator::seed).collect();

@@ -24,6 +24,7 @@ use std::str::FromStr;
 use image::{GrayImage, RgbImage};
 use ndarray::{ArrayD, Axis, Zip, concatenate};
 
+use super::control::ControlState;
 use super::denoise::Denoise;
 use super::img2img::{Img2ImgRequest, Run, add_params, check_strength, first_step};
 use super::txt2img::{LATENT_CHANNELS, infotext};
@@ -291,6 +292,7 @@ fn inpaint_with_mask(
     };
 
     let guidance = run.guidance(model, generate)?;
+    let control = ControlState::prepare(generate, model, &mut |warning| run.warn(warning))?;
     let needs_image_latents = !nine_channels || !from_noise;
     let encoded_image = if needs_image_latents { Some(run.encode(model, &init_image, None)?) } else { None };
     let encoded_masked = if nine_channels { Some(run.encode(model, &init_image, Some(&hard))?) } else { None };
@@ -362,6 +364,7 @@ fn inpaint_with_mask(
             noise: &mut noise,
             first_step: first,
             extra_channels: extra.as_ref(),
+            control: control.as_ref(),
         };
         let latents = run.denoise(denoise, latents, batch, &mut blend)?;
         let seeds: Vec<u64> = generators.iter().map(TorchGenerator::seed).collect();

@@ -2,6 +2,7 @@
 //! step and the caller may cancel there; each finished image is handed over at once, so cancelling a long batch
 //! never loses the images already made.
 
+mod control;
 mod denoise;
 mod guidance;
 mod hires;
@@ -17,6 +18,11 @@ use std::time::Duration;
 use image::RgbImage;
 use serde::Serialize;
 
+// ControlNet and T2I-Adapter (issue 10).
+pub use control::{
+    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, MAX_CONTROL_WEIGHT, Preprocessing, Shared,
+    check_adapter_values, check_controlnet_values,
+};
 pub use request::{GenerateRequest, MAX_BATCH_SIZE, MAX_DIMENSION, MAX_STEPS};
 pub use txt2img::txt2img;
 // Image to image, inpainting, outpainting, upscaling, hires fix (issue 4).

@@ -1,6 +1,7 @@
 //! A text-to-image request and its validation: every bad value is refused before a model runs, with the
 //! parameter's name and the value.
 
+use super::control::ControlRequest;
 use crate::error::{EngineError, Result};
 use crate::schedulers::{Sampler, SigmaSchedule};
 
@@ -23,6 +24,8 @@ pub struct GenerateRequest {
     pub height: u32,
     pub batch_size: usize,
     pub batch_count: usize,
+    /// ControlNets and T2I-Adapters (none by default); boxed so a request stays small where it is queued.
+    pub control: Box<ControlRequest>,
 }
 
 impl Default for GenerateRequest {
@@ -39,6 +42,7 @@ impl Default for GenerateRequest {
             height: 512,
             batch_size: 1,
             batch_count: 1,
+            control: Box::default(),
         }
     }
 }
@@ -76,6 +80,7 @@ impl GenerateRequest {
                 format!("sampler {} does not take this schedule", self.sampler.display_name()),
             ));
         }
+        self.control.validate()?;
         let images = self.batch_size.saturating_mul(self.batch_count) as u64;
         if let Some(seed) = self.seed
             && seed.checked_add(images).is_none()

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use ndarray::ArrayD;
 
+use super::control::ControlState;
 use super::denoise::Denoise;
 use super::guidance::Guidance;
 use super::{Control, GenerateRequest, GenerateSummary, GeneratedImage, GenerationObserver, Progress, Stage, Timings};
@@ -55,6 +56,7 @@ pub fn txt2img(
     for warning in guidance.warnings() {
         observer.warning(warning);
     }
+    let control = ControlState::prepare(request, model, &mut |warning| observer.warning(warning))?;
 
     let mut seeds = Vec::with_capacity(request.batch_size * batches);
     for batch in 0..batches {
@@ -79,6 +81,7 @@ pub fn txt2img(
             noise: &mut noise,
             first_step: 0,
             extra_channels: None,
+            control: control.as_ref(),
         };
         let latents = denoise.run(latents, &mut timings, &mut |step, steps, latents| {
             observer.preview(step, steps, latents);
@@ -135,6 +138,9 @@ pub(crate) fn infotext(request: &GenerateRequest, seed: u64, model_name: &str, m
     info.set("Model", model_name);
     if request.batch_size > 1 {
         info.set("Batch size", request.batch_size);
+    }
+    for (key, value) in request.control.infotext_params() {
+        info.set(&key, value);
     }
     info.set("Version", concat!("Pigment ", env!("CARGO_PKG_VERSION")));
     info

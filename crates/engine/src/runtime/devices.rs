@@ -138,7 +138,44 @@ pub fn peak_process_memory() -> Option<u64> {
 
 /// GPU memory this process holds on NVIDIA cards (NVML), for benchmarks.
 pub fn process_gpu_memory() -> Option<u64> {
-    let nvml = nvml_wrapper::Nvml::init().ok()?;
+    gpu_memory_of_this_process(&nvml_wrapper::Nvml::init().ok()?)
+}
+
+/// The most GPU memory this process held while the watch ran, sampled every 10 ms (NVML reports what is held now,
+/// and in low-VRAM mode the parts come and go, so the end of a run says little about its peak).
+pub struct PeakGpuMemoryWatch {
+    stop: std::sync::mpsc::Sender<()>,
+    sampler: std::thread::JoinHandle<Option<u64>>,
+}
+
+impl PeakGpuMemoryWatch {
+    /// `None` where NVML is missing (no NVIDIA driver).
+    pub fn start() -> Option<PeakGpuMemoryWatch> {
+        let nvml = nvml_wrapper::Nvml::init().ok()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let sampler = std::thread::Builder::new()
+            .name("gpu-memory-watch".into())
+            .spawn(move || {
+                let mut peak = gpu_memory_of_this_process(&nvml);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_millis(10))
+                {
+                    peak = peak.max(gpu_memory_of_this_process(&nvml));
+                }
+                peak.max(gpu_memory_of_this_process(&nvml))
+            })
+            .ok()?;
+        Some(PeakGpuMemoryWatch { stop, sampler })
+    }
+
+    /// Stops sampling; the peak in bytes, `None` when NVML could not tell.
+    pub fn finish(self) -> Option<u64> {
+        let _ = self.stop.send(());
+        self.sampler.join().ok().flatten()
+    }
+}
+
+fn gpu_memory_of_this_process(nvml: &nvml_wrapper::Nvml) -> Option<u64> {
     let pid = std::process::id();
     let mut total = 0;
     for index in 0..nvml.device_count().ok()? {

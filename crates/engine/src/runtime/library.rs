@@ -41,7 +41,8 @@ pub fn find_onnxruntime_library() -> Result<PathBuf> {
 }
 
 /// The library in `folder`: the plain name, or a versioned one (`libonnxruntime.so.1.31.1` as the wheel ships it).
-fn library_in(folder: &Path) -> Option<PathBuf> {
+/// Also how the app looks in its bundled resources.
+pub fn library_in(folder: &Path) -> Option<PathBuf> {
     for name in library_file_names() {
         let plain = folder.join(name);
         if plain.is_file() {
@@ -50,6 +51,7 @@ fn library_in(folder: &Path) -> Option<PathBuf> {
         let mut versioned: Vec<PathBuf> = std::fs::read_dir(folder)
             .ok()?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.is_file())
             .filter(|path| {
                 path.file_name()
                     .and_then(|n| n.to_str())

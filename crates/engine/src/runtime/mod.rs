@@ -10,9 +10,9 @@ mod providers;
 
 use std::path::{Path, PathBuf};
 
-pub use devices::{DeviceReport, GpuInfo, peak_process_memory, probe_devices, process_gpu_memory};
-pub use library::{find_onnxruntime_library, library_file_names};
-pub use precision::{ModelFamily, Precision, PrecisionChoice, PrecisionDecision, choose_precision};
+pub use devices::{DeviceReport, GpuInfo, PeakGpuMemoryWatch, peak_process_memory, probe_devices, process_gpu_memory};
+pub use library::{find_onnxruntime_library, library_file_names, library_in};
+pub use precision::{LowVramChoice, ModelFamily, Precision, PrecisionChoice, PrecisionDecision, choose_precision};
 pub use providers::{DeviceChoice, ExecutionProvider, ProviderReport};
 
 use crate::error::{EngineError, Result};
@@ -27,6 +27,8 @@ pub struct RuntimeOptions {
     pub cache_dir: Option<PathBuf>,
     /// fp16 or fp32, or chosen from the device and its memory (see [`choose_precision`]).
     pub precision: PrecisionChoice,
+    /// Low-VRAM mode on, off, or chosen from the GPU's memory (see [`choose_precision`]).
+    pub low_vram: LowVramChoice,
 }
 
 /// A loaded ONNX Runtime with its chosen execution provider. Cheap to clone.
@@ -37,6 +39,9 @@ pub struct Runtime {
     providers: ProviderReport,
     cache_dir: Option<PathBuf>,
     precision: PrecisionChoice,
+    low_vram: LowVramChoice,
+    /// Sessions made from this runtime keep GPU workspaces small (low-VRAM mode; see [`Runtime::lean`]).
+    lean_gpu_memory: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -66,6 +71,8 @@ impl Runtime {
             providers,
             cache_dir: options.cache_dir.clone(),
             precision: options.precision,
+            low_vram: options.low_vram,
+            lean_gpu_memory: false,
         })
     }
 
@@ -92,12 +99,27 @@ impl Runtime {
         Runtime { precision, ..self.clone() }
     }
 
+    /// This runtime with another low-VRAM choice; the environment and provider are shared.
+    pub fn with_low_vram(&self, low_vram: LowVramChoice) -> Runtime {
+        Runtime { low_vram, ..self.clone() }
+    }
+
+    /// This runtime for low-VRAM mode: its sessions hold cuDNN to small workspaces and heuristic algorithm choice
+    /// (the exhaustive search and its maximal workspace cost hundreds of MiB on a 512x512 UNet).
+    pub(crate) fn lean(&self) -> Runtime {
+        Runtime { lean_gpu_memory: true, ..self.clone() }
+    }
+
     pub fn cache_dir(&self) -> Option<&Path> {
         self.cache_dir.as_deref()
     }
 
     pub fn precision(&self) -> PrecisionChoice {
         self.precision
+    }
+
+    pub fn low_vram(&self) -> LowVramChoice {
+        self.low_vram
     }
 
     pub fn providers(&self) -> &ProviderReport {
@@ -108,6 +130,6 @@ impl Runtime {
     pub(crate) fn session_builder(&self) -> Result<ort::session::builder::SessionBuilder> {
         let builder = ort::session::Session::builder(&self.environment)
             .map_err(|e| EngineError::inference("creating a session", e))?;
-        providers::apply(builder, self.providers.active)
+        providers::apply(builder, self.providers.active, self.lean_gpu_memory)
     }
 }

@@ -1,10 +1,11 @@
 //! Choosing fp16 or fp32 from the device and its memory (DESIGN.md: "reads the GPU's memory to choose fp16 or
 //! fp32 by itself").
 //!
-//! The thresholds come from measured peaks: Stable Diffusion 1.5 in fp16 at 512x512, batch 1, peaked at 2.65 GiB
-//! of GPU memory (diffusers + torch on an H100, shared/gpu/README.md); SD 2.x has the same UNet size. fp32 doubles
-//! the weights (UNet 3.4 GB, text encoder 0.5 GB, VAE 0.3 GB) and needs about 5.5 GiB. SDXL's fp16 weights alone are
-//! 6.9 GB. A GPU needs headroom beyond the peak for the desktop and other programs, hence the margins below.
+//! The thresholds come from measured peaks (docs/benchmarks/h200-2026-11-26-b.log, SD 1.5 architecture, fp16,
+//! 512x512, batch 1, the memory the driver reports for the whole process): Pigment with every part loaded 4.69 GiB
+//! (diffusers + torch 3.86 GiB by the same measure), in low-VRAM mode 2.62 GiB. SD 2.x has the same UNet size.
+//! fp32 doubles the weights (UNet 3.4 GB, text encoder 0.5 GB, VAE 0.3 GB). SDXL's fp16 weights alone are 6.9 GB.
+//! A GPU needs headroom beyond the peak for the desktop and other programs, hence the margins below.
 
 use serde::Serialize;
 
@@ -34,6 +35,30 @@ impl std::str::FromStr for PrecisionChoice {
     }
 }
 
+/// Whether to run in low-VRAM mode: the text encoder released after use, the UNet and the VAE loaded in turn, the
+/// VAE tiled and cuDNN held to small workspaces. `Auto` turns it on when the GPU has less memory than the model
+/// family needs at once (A1111's `--lowvram`, decided from the hardware).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LowVramChoice {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl std::str::FromStr for LowVramChoice {
+    type Err = EngineError;
+    fn from_str(value: &str) -> Result<Self, EngineError> {
+        match value.to_ascii_lowercase().as_str() {
+            "auto" => Ok(LowVramChoice::Auto),
+            "on" | "yes" | "true" => Ok(LowVramChoice::On),
+            "off" | "no" | "false" => Ok(LowVramChoice::Off),
+            _ => Err(EngineError::parameter("low-vram", value, "expected auto, on or off")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -59,11 +84,11 @@ impl ModelFamily {
         }
     }
 
-    /// GPU memory below which even fp16 does not fit with all parts loaded at once: measured peak plus 1.3 GiB
-    /// of headroom for SD 1.x/2.x (2.65 GiB measured), SDXL's weights plus activations plus headroom.
+    /// GPU memory below which even fp16 does not fit with all parts loaded at once: the measured 4.69 GiB peak
+    /// plus about 1.3 GiB of headroom for SD 1.x/2.x, SDXL's weights plus activations plus headroom.
     fn fp16_full_load(self) -> u64 {
         match self {
-            ModelFamily::Sd1 | ModelFamily::Sd2 => 4 * GIB,
+            ModelFamily::Sd1 | ModelFamily::Sd2 => 6 * GIB,
             ModelFamily::Sdxl => 10 * GIB,
         }
     }
@@ -86,15 +111,24 @@ pub struct PrecisionDecision {
 /// | GPU | < family's fp16 need | auto | fp16 + low-VRAM mode: fp32 needs twice the memory, so it can only fit worse |
 /// | GPU | unknown | auto | fp16 (what every published GPU export uses), all parts loaded |
 /// | any | - | fp16 / fp32 | as chosen; low-VRAM as the memory says |
+///
+/// Low-VRAM mode chosen `On` or `Off` overrides what the memory says (on the CPU it only tiles the VAE and loads
+/// the parts in turn, which bounds RAM the same way).
 pub fn choose_precision(
     choice: PrecisionChoice,
+    low_vram: LowVramChoice,
     provider: ExecutionProvider,
     gpu_memory: Option<u64>,
     family: ModelFamily,
 ) -> PrecisionDecision {
     let need = family.fp16_full_load();
     let on_gpu = provider != ExecutionProvider::Cpu;
-    let low_vram = on_gpu && gpu_memory.is_some_and(|memory| memory < need);
+    let short_of_memory = on_gpu && gpu_memory.is_some_and(|memory| memory < need);
+    let low_vram = match low_vram {
+        LowVramChoice::Auto => short_of_memory,
+        LowVramChoice::On => true,
+        LowVramChoice::Off => false,
+    };
     let memory_text = match gpu_memory {
         Some(memory) => format!("{:.1} GiB", memory as f64 / GIB as f64),
         None => "unknown memory".into(),
@@ -103,7 +137,7 @@ pub fn choose_precision(
         (PrecisionChoice::Fp16, _) => (Precision::Fp16, "fp16 chosen".to_string()),
         (PrecisionChoice::Fp32, _) => (Precision::Fp32, "fp32 chosen".to_string()),
         (PrecisionChoice::Auto, false) => (Precision::Fp32, "fp32 on the CPU (its kernels are fp32)".to_string()),
-        (PrecisionChoice::Auto, true) if low_vram => (
+        (PrecisionChoice::Auto, true) if short_of_memory => (
             Precision::Fp16,
             format!(
                 "fp16 with parts loaded in turn: {provider} GPU with {memory_text}, below the {} GiB a {family:?} model needs at once",
@@ -111,6 +145,11 @@ pub fn choose_precision(
             ),
         ),
         (PrecisionChoice::Auto, true) => (Precision::Fp16, format!("fp16 on the {provider} GPU ({memory_text})")),
+    };
+    let reason = match (low_vram, short_of_memory) {
+        (true, false) => format!("{reason}; low-VRAM mode chosen"),
+        (false, true) => format!("{reason}; low-VRAM mode turned off"),
+        _ => reason,
     };
     PrecisionDecision { precision, low_vram, reason }
 }
@@ -126,7 +165,8 @@ mod tests {
             (PrecisionChoice::Auto, Cpu, None, ModelFamily::Sd1, Precision::Fp32, false),
             (PrecisionChoice::Auto, Cpu, Some(2 * GIB), ModelFamily::Sd1, Precision::Fp32, false),
             (PrecisionChoice::Auto, Cuda, Some(24 * GIB), ModelFamily::Sd1, Precision::Fp16, false),
-            (PrecisionChoice::Auto, Cuda, Some(4 * GIB), ModelFamily::Sd2, Precision::Fp16, false),
+            (PrecisionChoice::Auto, Cuda, Some(6 * GIB), ModelFamily::Sd2, Precision::Fp16, false),
+            (PrecisionChoice::Auto, Cuda, Some(4 * GIB), ModelFamily::Sd2, Precision::Fp16, true),
             (PrecisionChoice::Auto, Cuda, Some(3 * GIB), ModelFamily::Sd1, Precision::Fp16, true),
             (PrecisionChoice::Auto, Cuda, Some(8 * GIB), ModelFamily::Sdxl, Precision::Fp16, true),
             (PrecisionChoice::Auto, Cuda, Some(12 * GIB), ModelFamily::Sdxl, Precision::Fp16, false),
@@ -135,7 +175,7 @@ mod tests {
             (PrecisionChoice::Fp16, Cpu, None, ModelFamily::Sd1, Precision::Fp16, false),
         ];
         for (choice, provider, memory, family, precision, low_vram) in cases {
-            let decision = choose_precision(choice, provider, memory, family);
+            let decision = choose_precision(choice, LowVramChoice::Auto, provider, memory, family);
             assert_eq!(
                 (decision.precision, decision.low_vram),
                 (precision, low_vram),
@@ -144,6 +184,26 @@ mod tests {
             );
             assert!(!decision.reason.is_empty());
         }
+    }
+
+    #[test]
+    fn a_chosen_low_vram_mode_overrides_the_memory() {
+        let forced = choose_precision(PrecisionChoice::Auto, LowVramChoice::On, Cuda, Some(80 * GIB), ModelFamily::Sd1);
+        assert_eq!((forced.precision, forced.low_vram), (Precision::Fp16, true));
+        assert!(forced.reason.contains("low-VRAM mode chosen"), "{}", forced.reason);
+        let refused =
+            choose_precision(PrecisionChoice::Auto, LowVramChoice::Off, Cuda, Some(2 * GIB), ModelFamily::Sd1);
+        assert_eq!((refused.precision, refused.low_vram), (Precision::Fp16, false));
+        assert!(refused.reason.contains("turned off"), "{}", refused.reason);
+        let cpu = choose_precision(PrecisionChoice::Auto, LowVramChoice::On, Cpu, None, ModelFamily::Sd1);
+        assert_eq!((cpu.precision, cpu.low_vram), (Precision::Fp32, true));
+    }
+
+    #[test]
+    fn low_vram_names_parse() {
+        assert_eq!("ON".parse::<LowVramChoice>().unwrap(), LowVramChoice::On);
+        assert_eq!("auto".parse::<LowVramChoice>().unwrap(), LowVramChoice::Auto);
+        assert!("sometimes".parse::<LowVramChoice>().unwrap_err().to_string().contains("sometimes"));
     }
 
     #[test]

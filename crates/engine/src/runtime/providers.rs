@@ -65,23 +65,35 @@ impl fmt::Display for ProviderReport {
     }
 }
 
-fn dispatch(provider: ExecutionProvider) -> ExecutionProviderDispatch {
+/// `lean_gpu_memory`: low-VRAM mode, where cuDNN picks convolution algorithms by heuristics within a 32 MB
+/// workspace instead of benchmarking them all with as much memory as they ask.
+fn dispatch(provider: ExecutionProvider, lean_gpu_memory: bool) -> ExecutionProviderDispatch {
     match provider {
         // Grow the memory arena by what is asked rather than doubling it: the peak stays near what the model needs.
-        ExecutionProvider::Cuda => ep::CUDA::default()
-            .with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested)
-            .build()
-            .error_on_failure(),
+        ExecutionProvider::Cuda => {
+            let cuda = ep::CUDA::default().with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested);
+            let cuda = if lean_gpu_memory {
+                cuda.with_conv_max_workspace(false).with_conv_algorithm_search(ep::cuda::ConvAlgorithmSearch::Heuristic)
+            } else {
+                cuda
+            };
+            cuda.build().error_on_failure()
+        }
         // DirectML cannot run with memory patterns or parallel execution; `apply` sets both off for it.
         ExecutionProvider::DirectMl => ep::DirectML::default().build().error_on_failure(),
         ExecutionProvider::Cpu => ep::CPU::default().build().error_on_failure(),
     }
 }
 
-pub(crate) fn apply(builder: SessionBuilder, provider: ExecutionProvider) -> Result<SessionBuilder> {
+pub(crate) fn apply(
+    builder: SessionBuilder,
+    provider: ExecutionProvider,
+    lean_gpu_memory: bool,
+) -> Result<SessionBuilder> {
     let stage = "registering the execution provider";
-    let mut builder =
-        builder.with_execution_providers([dispatch(provider)]).map_err(|e| EngineError::inference(stage, e))?;
+    let mut builder = builder
+        .with_execution_providers([dispatch(provider, lean_gpu_memory)])
+        .map_err(|e| EngineError::inference(stage, e))?;
     if provider == ExecutionProvider::DirectMl {
         builder = builder.with_memory_pattern(false).map_err(|e| EngineError::inference(stage, e))?;
         builder = builder.with_parallel_execution(false).map_err(|e| EngineError::inference(stage, e))?;
@@ -100,7 +112,7 @@ pub(crate) fn select(environment: &ort::environment::Environment, choice: Device
     for &provider in candidates {
         let builder =
             ort::session::Session::builder(environment).map_err(|e| EngineError::inference("creating a session", e))?;
-        match builder.with_execution_providers([dispatch(provider)]) {
+        match builder.with_execution_providers([dispatch(provider, false)]) {
             Ok(_) => return Ok(ProviderReport { active: provider, rejected }),
             Err(error) => rejected.push((provider, error.to_string())),
         }

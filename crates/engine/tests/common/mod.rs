@@ -1,10 +1,16 @@
-//! Shared by the integration tests: paths into the repository and the one ONNX Runtime a process may have.
-#![allow(dead_code)] // each test file uses a different part of this module
+//! Shared by the integration tests: paths into the repository, the one ONNX Runtime a process may have, the models
+//! and fixture images they load, an observer that keeps what a generation reports, and image comparisons.
+#![allow(dead_code)] // each test file is its own crate and uses a different part of this module
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use image::RgbImage;
+use pigment_engine::Result;
+use pigment_engine::model::{ControlNetModel, LoadedModel, ResidualKind, ResidualUnet};
+use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, Shared, Stage};
 use pigment_engine::runtime::{DeviceChoice, Runtime, RuntimeOptions};
+use pigment_engine::schedulers::parse_sampler;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -37,15 +43,104 @@ pub fn runtime() -> Runtime {
         .clone()
 }
 
-/// (largest per-channel difference, mean absolute difference) between two images, in 8-bit steps.
-pub fn difference(ours: &image::RgbImage, reference: &image::RgbImage) -> (i32, f64) {
-    assert_eq!(ours.dimensions(), reference.dimensions());
-    let mut largest = 0;
-    let mut sum = 0u64;
-    for (a, b) in ours.as_raw().iter().zip(reference.as_raw()) {
-        let d = (*a as i32 - *b as i32).abs();
-        largest = largest.max(d);
-        sum += d as u64;
+/// A model folder loaded on [`runtime`].
+pub fn load_model(folder: &Path) -> LoadedModel {
+    LoadedModel::open(&runtime(), folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+}
+
+/// The demo model (models/tiny-sd) loaded on [`runtime`].
+pub fn load_demo_model() -> LoadedModel {
+    load_model(&demo_model())
+}
+
+/// The demo model's twin with residual UNet exports for ControlNets and adapters.
+pub fn control_model() -> PathBuf {
+    fixtures().join("models/tiny-sd-control")
+}
+
+/// The control model's UNet that takes the residuals of `kind`.
+pub fn residual_unet(kind: ResidualKind) -> Shared<ResidualUnet> {
+    Shared::new(ResidualUnet::open(&runtime(), &control_model(), kind).unwrap())
+}
+
+/// A ControlNet from tests/fixtures/controlnet.
+pub fn controlnet(name: &str) -> Shared<ControlNetModel> {
+    Shared::new(ControlNetModel::open(&runtime(), &fixtures().join("controlnet").join(name)).unwrap())
+}
+
+/// An image under tests/fixtures, as RGB.
+pub fn fixture_image(path: &str) -> RgbImage {
+    let path = fixtures().join(path);
+    image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
+}
+
+/// The request a reference case (made by the scripts in scripts/fixtures) records.
+pub fn case_request(case: &serde_json::Value) -> GenerateRequest {
+    let (sampler, schedule) = parse_sampler(case["sampler"].as_str().unwrap()).unwrap();
+    GenerateRequest {
+        prompt: case["prompt"].as_str().unwrap().into(),
+        negative_prompt: case["negative_prompt"].as_str().unwrap().into(),
+        seed: Some(case["seed"].as_u64().unwrap()),
+        steps: case["steps"].as_u64().unwrap() as usize,
+        cfg_scale: case["cfg"].as_f64().unwrap() as f32,
+        sampler,
+        schedule,
+        width: case["width"].as_u64().unwrap() as u32,
+        height: case["height"].as_u64().unwrap() as u32,
+        // Only the cases that make a batch record its size.
+        batch_size: case["batch_size"].as_u64().unwrap_or(1) as usize,
+        ..GenerateRequest::default()
     }
-    (largest, sum as f64 / ours.as_raw().len() as f64)
+}
+
+/// Keeps what a generation reports: its images, its warnings and the stage of each progress report.
+#[derive(Default)]
+pub struct Collect {
+    pub images: Vec<GeneratedImage>,
+    pub warnings: Vec<String>,
+    pub stages: Vec<Stage>,
+}
+
+impl Collect {
+    /// The pictures alone, in the order they came.
+    pub fn pictures(&self) -> Vec<&RgbImage> {
+        self.images.iter().map(|generated| &generated.image).collect()
+    }
+}
+
+impl GenerationObserver for Collect {
+    fn progress(&mut self, progress: &Progress) -> Control {
+        self.stages.push(progress.stage);
+        Control::Continue
+    }
+    fn image(&mut self, image: GeneratedImage) -> Result<()> {
+        self.images.push(image);
+        Ok(())
+    }
+    fn warning(&mut self, message: &str) {
+        self.warnings.push(message.to_string());
+    }
+}
+
+/// (largest per-channel difference, mean absolute difference) between two images, in 8-bit steps.
+pub fn difference(ours: &RgbImage, reference: &RgbImage) -> (i32, f64) {
+    difference_where(ours, reference, |_, _| true)
+}
+
+/// (largest per-channel difference, mean absolute difference) over the pixels `include` selects, in 8-bit steps.
+pub fn difference_where(ours: &RgbImage, reference: &RgbImage, include: impl Fn(u32, u32) -> bool) -> (i32, f64) {
+    assert_eq!(ours.dimensions(), reference.dimensions());
+    let (mut largest, mut sum, mut count) = (0, 0u64, 0u64);
+    for (x, y, pixel) in ours.enumerate_pixels() {
+        if !include(x, y) {
+            continue;
+        }
+        for (a, b) in pixel.0.iter().zip(reference.get_pixel(x, y).0) {
+            let d = (*a as i32 - b as i32).abs();
+            largest = largest.max(d);
+            sum += d as u64;
+            count += 1;
+        }
+    }
+    (largest, sum as f64 / count.max(1) as f64)
 }

@@ -1,5 +1,6 @@
 // The states the window works with, made once per window (main.ts) or per test.
 import type { Api } from "../api";
+import { CanvasState } from "./canvas.svelte";
 import { GenerateForm } from "./generate.svelte";
 import { JobsState } from "./jobs.svelte";
 import { ModelsState } from "./models.svelte";
@@ -11,8 +12,9 @@ export interface AppStates {
   jobs: JobsState;
   models: ModelsState;
   settings: SettingsState;
+  canvas: CanvasState;
 }
 
 export function createAppStates(api: Api): AppStates {
-  return { api, form: new GenerateForm(), jobs: new JobsState(api), models: new ModelsState(api), settings: new SettingsState(api) };
+  return { api, form: new GenerateForm(), jobs: new JobsState(api), models: new ModelsState(api), settings: new SettingsState(api), canvas: new CanvasState(api) };
 }

@@ -1,7 +1,7 @@
 // The queue as the window sees it: the jobs waiting and running, the running job's progress and preview, and
 // the images made in this session. Every change comes from the Rust side's job events.
 import { asAppError, type Api } from "../api";
-import type { ImageResult, JobSummary, ProgressReport } from "../types";
+import type { GenerateParams, ImageResult, JobSummary, ProgressReport } from "../types";
 import type { GenerateForm } from "./generate.svelte";
 
 export interface JobProgress extends ProgressReport {
@@ -32,13 +32,17 @@ export class JobsState {
     }
   }
 
-  /** Queues what the form holds; errors land next to the form fields they name. */
-  async submit(form: GenerateForm): Promise<number | null> {
+  /**
+   * Queues what the form holds, with `overrides` (the canvas's mode and working size); errors land next to the
+   * form fields they name.
+   */
+  async submit(form: GenerateForm, overrides: Partial<GenerateParams> = {}): Promise<number | null> {
     form.clearErrors();
     this.notice = null;
     let jobId = -1;
     try {
-      jobId = await this.api.submitJob(form.params(), (event) => {
+      const params = { ...form.params(), ...overrides };
+      jobId = await this.api.submitJob(params, (event) => {
         switch (event.kind) {
           case "queued":
             jobId = event.jobId;

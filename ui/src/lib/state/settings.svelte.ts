@@ -5,7 +5,14 @@ import type { AppInfo, Settings, SettingsUpdate } from "../types";
 export class SettingsState {
   settings = $state<Settings | null>(null);
   /** The form's values: a copy of the settings until saved. */
-  draft = $state<SettingsUpdate>({ outputFolder: null, defaultModel: null, device: "auto", precision: "auto", theme: "system" });
+  draft = $state<SettingsUpdate>({
+    outputFolder: null,
+    defaultModel: null,
+    device: "auto",
+    precision: "auto",
+    theme: "system",
+    apiServer: { enabled: false, port: 7860 },
+  });
   info = $state<AppInfo | null>(null);
   error = $state<string | null>(null);
   saved = $state<string | null>(null);
@@ -34,14 +41,14 @@ export class SettingsState {
   resetDraft() {
     if (!this.settings) return;
     const { modelFolders: _folders, ...update } = this.settings;
-    this.draft = update;
+    this.draft = { ...update, apiServer: { ...update.apiServer } };
   }
 
   async save() {
     this.error = null;
     this.saved = null;
     try {
-      const result = await this.api.saveSettings({ ...this.draft });
+      const result = await this.api.saveSettings({ ...this.draft, apiServer: { ...this.draft.apiServer } });
       this.settings = result.settings;
       this.resetDraft();
       this.saved = result.restartNeeded ? "Saved. Device and precision change the next time Pigment starts." : "Saved.";

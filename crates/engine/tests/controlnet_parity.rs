@@ -1,0 +1,182 @@
+//! ControlNet and T2I-Adapter against diffusers (tests/fixtures/reference/controlnet, made by
+//! scripts/fixtures/make_controlnet_fixtures.py): `StableDiffusionControlNetPipeline` (one and two ControlNets,
+//! weights, start/end fractions, guess mode, CFG 1), its img2img and inpaint variants, and
+//! `StableDiffusionAdapterPipeline`, on the demo model's torch twin with tiny random ControlNets and an adapter.
+//! Same tolerances as text to image: every pixel within 3/255, the mean under 0.5/255 (inside the mask for
+//! inpainting, where Pigment composites the original back outside it). The ControlNets change these images by
+//! ~16/255 on average, the adapter by ~6/255 (printed by the fixture script), so the tolerances tell a unit that
+//! acts from one that does not.
+
+mod common;
+
+use common::{
+    Collect, case_request, control_model, controlnet, difference, difference_where, fixture_image, load_model,
+    residual_unet,
+};
+use image::{GrayImage, RgbImage};
+use pigment_engine::image::InfoText;
+use pigment_engine::model::{AdapterModel, ResidualKind};
+use pigment_engine::pipeline::{
+    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, Img2ImgRequest, InpaintRequest, Shared,
+    img2img, inpaint, txt2img,
+};
+
+const MAX_PIXEL_DIFFERENCE: i32 = 3;
+const MAX_MEAN_DIFFERENCE: f64 = 0.5;
+
+fn reference_image(file: &str) -> RgbImage {
+    fixture_image(&format!("reference/controlnet/{file}"))
+}
+
+#[test]
+fn controlnet_pipelines_match_diffusers() {
+    let reference = common::reference("controlnet/cases.json");
+    let cases = reference["controlnet_cases"].as_array().expect("controlnet cases");
+    assert!(cases.len() >= 8, "expected the ControlNet cases, found {}", cases.len());
+    let mut model = load_model(&control_model());
+    let unet = residual_unet(ResidualKind::ControlNet);
+    let nets = [("tiny-canny", controlnet("tiny-canny")), ("tiny-scribble", controlnet("tiny-scribble"))];
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let controlnets: Vec<ControlNetUnit> = case["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let net = nets.iter().find(|(n, _)| c["model"] == *n).unwrap().1.clone();
+                ControlNetUnit {
+                    weight: c["weight"].as_f64().unwrap() as f32,
+                    start: c["start"].as_f64().unwrap(),
+                    end: c["end"].as_f64().unwrap(),
+                    ..ControlNetUnit::new(net, ControlImage::new(fixture_image(c["image"].as_str().unwrap())))
+                }
+            })
+            .collect();
+        let generate = GenerateRequest {
+            control: Box::new(ControlRequest {
+                controlnets,
+                guess_mode: case["guess_mode"].as_bool().unwrap(),
+                unet: Some(unet.clone()),
+                ..ControlRequest::default()
+            }),
+            ..case_request(case)
+        };
+        let mut collect = Collect::default();
+        let mask = case["mask"].as_str().map(|m| image::open(common::fixtures().join("images").join(m)).unwrap());
+        let mask: Option<GrayImage> = mask.map(|m| m.to_luma8());
+        match case["pipeline"].as_str().unwrap() {
+            "txt2img" => txt2img(&mut model, &generate, &mut collect).map(|_| ()),
+            "img2img" => {
+                let image = fixture_image(&format!("images/{}", case["image"].as_str().unwrap()));
+                let request = Img2ImgRequest {
+                    strength: case["strength"].as_f64().unwrap(),
+                    ..Img2ImgRequest::new(generate, image)
+                };
+                img2img(&mut model, &request, &mut collect).map(|_| ())
+            }
+            "inpaint" => {
+                let image = fixture_image(&format!("images/{}", case["image"].as_str().unwrap()));
+                let mut request = InpaintRequest::new(generate, image, mask.clone().unwrap());
+                request.strength = case["strength"].as_f64().unwrap();
+                request.mask_blur = 0;
+                inpaint(&mut model, &request, &mut collect).map(|_| ())
+            }
+            other => panic!("unknown pipeline {other}"),
+        }
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let generated = &collect.images[0];
+        let inside = |x: u32, y: u32| mask.as_ref().is_none_or(|m| m.get_pixel(x, y).0[0] >= 128);
+        let file = case["file"].as_str().unwrap();
+        let (largest, mean) = difference_where(&generated.image, &reference_image(file), inside);
+        println!("controlnet {name}: max {largest}/255, mean {mean:.4}/255");
+        if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
+            failures.push(format!("{name}: max {largest}/255, mean {mean:.3}/255"));
+        }
+        assert!(collect.warnings.is_empty(), "{name}: {:?}", collect.warnings);
+        // Every unit is in the PNG metadata, as A1111's ControlNet extension writes it, and reads back.
+        let info = InfoText::parse(&generated.infotext.to_text()).unwrap();
+        for (i, control) in case["controls"].as_array().unwrap().iter().enumerate() {
+            let unit = info.get(&format!("ControlNet {i}")).unwrap_or_else(|| panic!("{name}: no ControlNet {i}"));
+            assert!(unit.starts_with("Module: none, Model: "), "{name}: {unit}");
+            assert!(unit.contains(&format!("Model: {}", control["model"].as_str().unwrap())), "{name}: {unit}");
+            assert!(unit.contains(&format!("Guidance End: {}", control["end"].as_f64().unwrap())), "{name}: {unit}");
+        }
+    }
+    assert!(failures.is_empty(), "ControlNet images differ from diffusers beyond tolerance:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn a_controlnet_active_for_no_step_gives_exactly_the_plain_image() {
+    let reference = common::reference("controlnet/cases.json");
+    let case = reference["controlnet_cases"].as_array().unwrap().iter().find(|c| c["name"] == "inactive").unwrap();
+    let mut model = load_model(&control_model());
+    let unet = residual_unet(ResidualKind::ControlNet);
+    let plain_request = case_request(case);
+    let mut plain = Collect::default();
+    txt2img(&mut model, &plain_request, &mut plain).unwrap();
+    let unit = ControlNetUnit {
+        start: 0.5,
+        end: 0.55,
+        ..ControlNetUnit::new(controlnet("tiny-canny"), ControlImage::new(reference_image("canny_64_rgb.png")))
+    };
+    let request = GenerateRequest {
+        control: Box::new(ControlRequest { controlnets: vec![unit], unet: Some(unet), ..ControlRequest::default() }),
+        ..case_request(case)
+    };
+    let mut controlled = Collect::default();
+    txt2img(&mut model, &request, &mut controlled).unwrap();
+    assert_eq!(controlled.images[0].image, plain.images[0].image, "10 steps, active from 0.5 to 0.55: no step");
+    // The same unit active throughout changes the image.
+    let active = GenerateRequest {
+        control: Box::new(ControlRequest {
+            controlnets: vec![ControlNetUnit { start: 0.0, end: 1.0, ..request.control.controlnets[0].clone() }],
+            ..(*request.control).clone()
+        }),
+        ..request.clone()
+    };
+    let mut changed = Collect::default();
+    txt2img(&mut model, &active, &mut changed).unwrap();
+    let (_, mean) = difference(&changed.images[0].image, &plain.images[0].image);
+    assert!(mean > 5.0, "an active ControlNet should change the image (mean difference {mean:.2}/255)");
+}
+
+#[test]
+fn adapter_pipeline_matches_diffusers() {
+    let reference = common::reference("controlnet/cases.json");
+    let cases = reference["adapter_cases"].as_array().expect("adapter cases");
+    assert!(cases.len() >= 2);
+    let runtime = common::runtime();
+    let mut model = load_model(&control_model());
+    let unet = residual_unet(ResidualKind::Adapter);
+    let adapter = Shared::new(AdapterModel::open(&runtime, &common::fixtures().join("adapter/tiny-adapter")).unwrap());
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let unit = AdapterUnit {
+            weight: case["weight"].as_f64().unwrap() as f32,
+            conditioning_factor: case["conditioning_factor"].as_f64().unwrap(),
+            ..AdapterUnit::new(adapter.clone(), ControlImage::new(fixture_image(case["image"].as_str().unwrap())))
+        };
+        let request = GenerateRequest {
+            control: Box::new(ControlRequest {
+                adapters: vec![unit],
+                unet: Some(unet.clone()),
+                ..ControlRequest::default()
+            }),
+            ..case_request(case)
+        };
+        let mut collect = Collect::default();
+        txt2img(&mut model, &request, &mut collect).unwrap();
+        let (largest, mean) =
+            difference(&collect.images[0].image, &reference_image(case["file"].as_str().unwrap()));
+        println!("adapter {name}: max {largest}/255, mean {mean:.4}/255");
+        if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
+            failures.push(format!("{name}: max {largest}/255, mean {mean:.3}/255"));
+        }
+        let info = InfoText::parse(&collect.images[0].infotext.to_text()).unwrap();
+        let unit = info.get("ControlNet 0").unwrap();
+        assert!(unit.contains("Model: tiny-adapter"), "{unit}");
+    }
+    assert!(failures.is_empty(), "adapter images differ from diffusers beyond tolerance:\n{}", failures.join("\n"));
+}

@@ -1,0 +1,66 @@
+//! Low-VRAM mode: the text encoder, UNet and VAE take turns (at most one loaded at a time) and the VAE works in
+//! tiles, and the images are the same as with every part loaded. On the CPU the cuDNN settings do not apply, so
+//! the pixels must match exactly.
+
+mod common;
+
+use common::Collect;
+use pigment_engine::model::LoadedModel;
+use pigment_engine::pipeline::{GenerateRequest, Img2ImgRequest, VaeTilingMode, img2img, txt2img};
+use pigment_engine::runtime::LowVramChoice;
+use pigment_engine::schedulers::parse_sampler;
+
+fn load(low_vram: LowVramChoice) -> LoadedModel {
+    LoadedModel::open(&common::runtime().with_low_vram(low_vram), &common::demo_model()).unwrap()
+}
+
+fn request() -> GenerateRequest {
+    let (sampler, schedule) = parse_sampler("Euler a").unwrap();
+    GenerateRequest {
+        prompt: "a lighthouse".into(),
+        negative_prompt: "fog".into(),
+        seed: Some(7),
+        steps: 6,
+        cfg_scale: 7.0,
+        sampler,
+        schedule,
+        width: 64,
+        height: 64,
+        batch_size: 2,
+        batch_count: 2,
+        ..GenerateRequest::default()
+    }
+}
+
+#[test]
+fn parts_take_turns_and_the_images_do_not_change() {
+    let mut full = load(LowVramChoice::Off);
+    let mut low = load(LowVramChoice::On);
+    assert!(!full.info().precision.low_vram);
+    assert!(low.info().precision.low_vram, "{}", low.info().precision.reason);
+    assert_eq!(full.loaded_parts(), ["text_encoder", "unet", "vae_decoder", "vae_encoder"]);
+    assert!(low.loaded_parts().is_empty(), "nothing stays loaded after the load: {:?}", low.loaded_parts());
+    assert_eq!(low.vae_tiling.mode, VaeTilingMode::Always);
+
+    let (mut expected, mut got) = (Collect::default(), Collect::default());
+    txt2img(&mut full, &request(), &mut expected).unwrap();
+    txt2img(&mut low, &request(), &mut got).unwrap();
+    assert_eq!(got.images.len(), 4);
+    assert!(expected.pictures() == got.pictures(), "low-VRAM txt2img differs from the fully loaded model");
+    assert_eq!(low.loaded_parts(), ["vae_decoder"], "the VAE decoded last and is the only part loaded");
+
+    // Image to image uses the fourth part, the VAE encoder, and the same turns.
+    let picture = got.images[0].image.clone();
+    let edit = Img2ImgRequest {
+        strength: 0.6,
+        ..Img2ImgRequest::new(GenerateRequest { batch_count: 1, ..request() }, picture)
+    };
+    let (mut expected, mut got) = (Collect::default(), Collect::default());
+    img2img(&mut full, &edit, &mut expected).unwrap();
+    img2img(&mut low, &edit, &mut got).unwrap();
+    assert!(
+        !got.images.is_empty() && expected.pictures() == got.pictures(),
+        "low-VRAM img2img differs from the fully loaded model"
+    );
+    assert_eq!(low.loaded_parts().len(), 1, "{:?}", low.loaded_parts());
+}

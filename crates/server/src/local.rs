@@ -1,0 +1,539 @@
+//! `pigment serve`'s backend: one worker thread owns the loaded model and runs jobs one at a time, in the order
+//! they came (a FIFO channel); the HTTP handlers wait on each job's reply. Interrupt and skip are flags the
+//! running generation reads between steps.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use pigment_engine::EngineError;
+use pigment_engine::image::latents_to_rgb;
+use pigment_engine::model::{LoadedModel, UpscalerSession};
+use pigment_engine::pipeline::{
+    Control, GenerateSummary, GeneratedImage, GenerationObserver, Img2ImgRequest, InpaintRequest, Progress, Stage,
+    UpscaleTiling, img2img, inpaint, txt2img, txt2img_hires, upscale,
+};
+use pigment_engine::runtime::Runtime;
+use tokio::sync::oneshot;
+
+use crate::backend::{Backend, Generation, Job, JobOutput, JobResult, ModelEntry, ProgressSnapshot, UpscalerEntry};
+use crate::error::ApiError;
+
+pub struct LocalBackendOptions {
+    pub runtime: Runtime,
+    /// The model loaded at start.
+    pub model: PathBuf,
+    /// A folder whose model folders (diffusers ONNX layout) `sd_model_checkpoint` may name.
+    pub models_folder: Option<PathBuf>,
+    /// A folder of upscaler models (each a folder with `model.onnx`).
+    pub upscalers_folder: Option<PathBuf>,
+}
+
+/// What the queue and the HTTP threads share.
+struct Shared {
+    state: Mutex<ProgressSnapshot>,
+    interrupt: AtomicBool,
+    skip: AtomicBool,
+    /// Set at shutdown: queued jobs are answered "stopped" instead of run.
+    closed: AtomicBool,
+    /// The loaded model's folder.
+    current: Mutex<PathBuf>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, ProgressSnapshot> {
+        // Every change to the snapshot is a plain assignment: a panic elsewhere cannot leave it half-changed.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.interrupt.load(Ordering::SeqCst) || self.skip.load(Ordering::SeqCst)
+    }
+}
+
+struct Queued {
+    job: Job,
+    reply: oneshot::Sender<JobResult>,
+}
+
+pub struct LocalBackend {
+    sender: Mutex<Option<mpsc::Sender<Queued>>>,
+    shared: Arc<Shared>,
+    catalog: Catalog,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LocalBackend {
+    /// Starts the worker and loads the model on it; returns once the model is loaded (or failed to load).
+    pub fn start(options: LocalBackendOptions) -> Result<LocalBackend, ApiError> {
+        let catalog = Catalog {
+            model: options.model.clone(),
+            models_folder: options.models_folder,
+            upscalers_folder: options.upscalers_folder,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(ProgressSnapshot::default()),
+            interrupt: AtomicBool::new(false),
+            skip: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            current: Mutex::new(options.model.clone()),
+        });
+        let (sender, receiver) = mpsc::channel::<Queued>();
+        let (loaded_sender, loaded) = mpsc::channel::<Result<(), ApiError>>();
+        let worker_shared = shared.clone();
+        let worker_catalog = catalog.clone();
+        let worker = std::thread::Builder::new()
+            .name("pigment-api-jobs".into())
+            .spawn(move || {
+                let model = match LoadedModel::open(&options.runtime, &options.model) {
+                    Ok(model) => model,
+                    Err(error) => {
+                        let _ = loaded_sender.send(Err(error.into()));
+                        return;
+                    }
+                };
+                let _ = loaded_sender.send(Ok(()));
+                let mut worker = Worker {
+                    runtime: options.runtime,
+                    catalog: worker_catalog,
+                    shared: worker_shared,
+                    model: Some(model),
+                    upscaler: None,
+                };
+                worker.serve(receiver);
+            })
+            .map_err(|e| ApiError::Internal(format!("could not start the job thread: {e}")))?;
+        let outcome = loaded.recv().unwrap_or_else(|_| Err(ApiError::Internal("the job thread ended early".into())));
+        let backend =
+            LocalBackend { sender: Mutex::new(Some(sender)), shared, catalog, worker: Mutex::new(Some(worker)) };
+        outcome.map(|()| backend)
+    }
+
+    /// Stops taking jobs, interrupts the running one, lets the queued ones go (their clients get "stopped") and
+    /// waits for the worker.
+    pub fn shutdown(&self) {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.interrupt.store(true, Ordering::SeqCst);
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker {
+            // A worker that panicked outside a job has nothing left to report.
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for LocalBackend {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Backend for LocalBackend {
+    fn submit(&self, job: Job) -> oneshot::Receiver<JobResult> {
+        let (reply, receiver) = oneshot::channel();
+        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        match sender.as_ref() {
+            Some(sender) => {
+                self.shared.state().queued += 1;
+                if let Err(mpsc::SendError(queued)) = sender.send(Queued { job, reply }) {
+                    self.shared.state().queued -= 1;
+                    let _ = queued.reply.send(Err(ApiError::QueueStopped));
+                }
+            }
+            None => {
+                let _ = reply.send(Err(ApiError::QueueStopped));
+            }
+        }
+        receiver
+    }
+
+    fn interrupt(&self) {
+        self.shared.interrupt.store(true, Ordering::SeqCst);
+        let mut state = self.shared.state();
+        if state.started.is_some() {
+            state.interrupted = true;
+        }
+    }
+
+    fn skip(&self) {
+        self.shared.skip.store(true, Ordering::SeqCst);
+        let mut state = self.shared.state();
+        if state.started.is_some() {
+            state.skipped = true;
+        }
+    }
+
+    fn progress(&self) -> ProgressSnapshot {
+        self.shared.state().clone()
+    }
+
+    fn models(&self) -> Vec<ModelEntry> {
+        self.catalog.models().into_iter().map(|(entry, _)| entry).collect()
+    }
+
+    fn current_model(&self) -> Option<ModelEntry> {
+        let current = self.shared.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let wanted = canonical(&current);
+        self.catalog.models().into_iter().find(|(_, path)| canonical(path) == wanted).map(|(entry, _)| entry)
+    }
+
+    fn upscalers(&self) -> Vec<UpscalerEntry> {
+        self.catalog.upscalers().into_iter().map(|(entry, _)| entry).collect()
+    }
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The models and upscalers on disk, read again at every listing (a model copied in shows up without a restart).
+#[derive(Clone)]
+struct Catalog {
+    model: PathBuf,
+    models_folder: Option<PathBuf>,
+    upscalers_folder: Option<PathBuf>,
+}
+
+impl Catalog {
+    /// The start model first, then the models folder's model folders (those with `model_index.json`) by name.
+    fn models(&self) -> Vec<(ModelEntry, PathBuf)> {
+        let mut paths = vec![self.model.clone()];
+        paths.extend(subfolders_with(self.models_folder.as_deref(), "model_index.json"));
+        let mut seen = Vec::new();
+        let mut entries = Vec::new();
+        for path in paths {
+            let key = canonical(&path);
+            let name = folder_name(&path);
+            if seen.contains(&key) || entries.iter().any(|(e, _): &(ModelEntry, PathBuf)| e.model_name == name) {
+                continue;
+            }
+            seen.push(key);
+            let entry =
+                ModelEntry { title: name.clone(), model_name: name, hash: None, filename: path.display().to_string() };
+            entries.push((entry, path));
+        }
+        entries
+    }
+
+    /// A model by A1111 title or name, case-insensitive; a " [hash]" suffix and a checkpoint extension are ignored
+    /// (clients send what another server listed).
+    fn find_model(&self, name: &str) -> Result<PathBuf, ApiError> {
+        let wanted = strip_title(name);
+        let models = self.models();
+        models.iter().find(|(entry, _)| strip_title(&entry.title) == wanted).map(|(_, path)| path.clone()).ok_or_else(
+            || ApiError::NotFound {
+                what: "model",
+                name: name.into(),
+                known: models.iter().map(|(e, _)| e.title.as_str()).collect::<Vec<_>>().join(", "),
+            },
+        )
+    }
+
+    fn upscalers(&self) -> Vec<(UpscalerEntry, PathBuf)> {
+        subfolders_with(self.upscalers_folder.as_deref(), "model.onnx")
+            .into_iter()
+            .map(|path| {
+                let entry = UpscalerEntry {
+                    name: folder_name(&path),
+                    model_path: Some(path.join("model.onnx").display().to_string()),
+                    // Measured when the model loads (engine's probe), not known from the listing.
+                    scale: None,
+                };
+                (entry, path)
+            })
+            .collect()
+    }
+
+    fn find_upscaler(&self, name: &str) -> Result<PathBuf, ApiError> {
+        let upscalers = self.upscalers();
+        upscalers
+            .iter()
+            .find(|(entry, _)| entry.name.eq_ignore_ascii_case(name.trim()))
+            .map(|(_, p)| p.clone())
+            .ok_or_else(|| ApiError::NotFound {
+                what: "upscaler",
+                name: name.into(),
+                known: ["None", "Lanczos"]
+                    .into_iter()
+                    .chain(upscalers.iter().map(|(e, _)| e.name.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+fn strip_title(title: &str) -> String {
+    let title = title.trim();
+    let title = match title.rfind(" [") {
+        Some(at) if title.ends_with(']') => &title[..at],
+        _ => title,
+    };
+    let title = [".safetensors", ".ckpt"].iter().fold(title, |t, ext| t.strip_suffix(ext).unwrap_or(t));
+    title.to_lowercase()
+}
+
+fn folder_name(path: &Path) -> String {
+    canonical(path).file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// The subfolders of `folder` that hold `marker`, sorted by name.
+fn subfolders_with(folder: Option<&Path>, marker: &str) -> Vec<PathBuf> {
+    let Some(Ok(entries)) = folder.map(std::fs::read_dir) else { return Vec::new() };
+    let mut found: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join(marker).is_file()).collect();
+    found.sort();
+    found
+}
+
+/// The worker thread's side: the model, the last upscaler used, and the runtime to load others.
+struct Worker {
+    runtime: Runtime,
+    catalog: Catalog,
+    shared: Arc<Shared>,
+    model: Option<LoadedModel>,
+    upscaler: Option<(PathBuf, UpscalerSession)>,
+}
+
+impl Worker {
+    fn serve(&mut self, receiver: mpsc::Receiver<Queued>) {
+        while let Ok(Queued { job, reply }) = receiver.recv() {
+            self.shared.state().queued -= 1;
+            if reply.is_closed() {
+                continue; // the client went away before its turn
+            }
+            if self.shared.closed.load(Ordering::SeqCst) {
+                let _ = reply.send(Err(ApiError::QueueStopped));
+                continue;
+            }
+            self.begin(&job);
+            // A bug in a pipeline must cost one request, not the server.
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.run(job)))
+                .unwrap_or_else(|_| Err(ApiError::Internal("the job failed unexpectedly (a bug; see the log)".into())));
+            self.end();
+            let _ = reply.send(result);
+        }
+    }
+
+    fn begin(&self, job: &Job) {
+        self.shared.interrupt.store(false, Ordering::SeqCst);
+        self.shared.skip.store(false, Ordering::SeqCst);
+        let (label, batches) = match job {
+            Job::Generate { work: Generation::Txt2Img { .. }, .. } => ("txt2img", job_batches(job)),
+            Job::Generate { .. } => ("img2img", job_batches(job)),
+            Job::Upscale { .. } => ("extras", 1),
+            Job::SwitchModel { .. } => ("load model", 1),
+        };
+        let mut state = self.shared.state();
+        *state = ProgressSnapshot {
+            job_count: batches,
+            job: label.into(),
+            started: Some(Instant::now()),
+            job_timestamp: timestamp(),
+            queued: state.queued,
+            ..ProgressSnapshot::default()
+        };
+    }
+
+    fn end(&self) {
+        let mut state = self.shared.state();
+        *state = ProgressSnapshot { queued: state.queued, ..ProgressSnapshot::default() };
+    }
+
+    fn run(&mut self, job: Job) -> JobResult {
+        match job {
+            Job::SwitchModel { name } => {
+                self.switch_model(&name)?;
+                Ok(JobOutput::ModelSwitched)
+            }
+            Job::Generate { model, work } => {
+                if let Some(name) = model {
+                    self.switch_model(&name)?;
+                }
+                self.generate(&work)
+            }
+            Job::Upscale { image, width, height, upscaler } => {
+                if let Some(name) = &upscaler {
+                    self.load_upscaler(name)?;
+                }
+                let session = match upscaler {
+                    Some(_) => self.upscaler.as_mut().map(|(_, session)| session),
+                    None => None,
+                };
+                let name = session.as_ref().map_or_else(|| "Lanczos".to_string(), |s| s.name().to_string());
+                let shared = &self.shared;
+                let result = upscale(&image, width, height, session, UpscaleTiling::default(), &mut |progress| {
+                    let mut state = shared.state();
+                    state.sampling_step = progress.step;
+                    state.sampling_steps = progress.steps;
+                    drop(state);
+                    if shared.stop_requested() { Control::Cancel } else { Control::Continue }
+                });
+                Ok(JobOutput::Upscaled { image: result?, upscaler: name })
+            }
+        }
+    }
+
+    /// Loads the model `name` names unless it is the loaded one. The old model is freed first (two large models may
+    /// not fit together) and loaded again if the new one fails.
+    fn switch_model(&mut self, name: &str) -> Result<(), ApiError> {
+        let path = self.catalog.find_model(name)?;
+        let wanted = canonical(&path);
+        if self.model.as_ref().is_some_and(|m| canonical(&m.folder.root) == wanted) {
+            return Ok(());
+        }
+        let previous = self.model.take().map(|m| m.folder.root.clone());
+        match LoadedModel::open(&self.runtime, &path) {
+            Ok(model) => {
+                self.model = Some(model);
+                *self.shared.current.lock().unwrap_or_else(|p| p.into_inner()) = path;
+                Ok(())
+            }
+            Err(error) => {
+                self.model = previous.and_then(|old| LoadedModel::open(&self.runtime, &old).ok());
+                Err(error.into())
+            }
+        }
+    }
+
+    fn load_upscaler(&mut self, name: &str) -> Result<(), ApiError> {
+        let path = self.catalog.find_upscaler(name)?;
+        if self.upscaler.as_ref().is_some_and(|(loaded, _)| *loaded == path) {
+            return Ok(());
+        }
+        self.upscaler = None;
+        let session = UpscalerSession::open(&self.runtime, &path)?;
+        self.upscaler = Some((path, session));
+        Ok(())
+    }
+
+    /// Runs the batches of `work` one at a time (image i of batch k keeps seed + k * batch_size + i), so a skip
+    /// drops the current batch only.
+    fn generate(&mut self, work: &Generation) -> JobResult {
+        let base = work.generate().clone();
+        let hires_upscaler = match work {
+            Generation::Txt2Img { hires: Some(hires), .. } => hires.upscaler_model.clone(),
+            _ => None,
+        };
+        if let Some(name) = &hires_upscaler {
+            self.load_upscaler(name)?;
+        }
+        let mut images = Vec::new();
+        let mut first_seed = base.seed;
+        for batch in 0..base.batch_count {
+            let mut one = base.clone();
+            if base.batch_count > 1 {
+                one.batch_count = 1;
+                one.seed = first_seed.map(|seed| seed + (batch * base.batch_size) as u64);
+            }
+            self.shared.state().job_no = batch;
+            let model = self.model.as_mut().ok_or_else(|| {
+                ApiError::Internal("no model is loaded (the last model switch failed); choose a model".into())
+            })?;
+            let mut observer =
+                ApiObserver { shared: &self.shared, images: &mut images, index_offset: batch * base.batch_size };
+            let result: pigment_engine::Result<GenerateSummary> = match work {
+                Generation::Txt2Img { hires: None, .. } => txt2img(model, &one, &mut observer),
+                Generation::Txt2Img { hires: Some(hires), .. } => {
+                    let upscaler = match hires_upscaler {
+                        Some(_) => self.upscaler.as_mut().map(|(_, session)| session),
+                        None => None,
+                    };
+                    txt2img_hires(model, &one, &hires.fix, upscaler, &mut observer)
+                }
+                Generation::Img2Img(request) => {
+                    img2img(model, &Img2ImgRequest { generate: one, ..request.clone() }, &mut observer)
+                }
+                Generation::Inpaint(request) => {
+                    inpaint(model, &InpaintRequest { generate: one, ..request.clone() }, &mut observer)
+                }
+            };
+            match result {
+                Ok(summary) => first_seed = first_seed.or(summary.seeds.first().copied()),
+                Err(EngineError::Cancelled) if !self.shared.interrupt.load(Ordering::SeqCst) => {
+                    // Skipped: on with the next batch.
+                    self.shared.skip.store(false, Ordering::SeqCst);
+                }
+                Err(EngineError::Cancelled) => return Ok(JobOutput::Images { images, interrupted: true }),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(JobOutput::Images { images, interrupted: false })
+    }
+}
+
+fn job_batches(job: &Job) -> usize {
+    match job {
+        Job::Generate { work, .. } => work.generate().batch_count,
+        _ => 1,
+    }
+}
+
+/// A1111's `job_timestamp`: local time as `%Y%m%d%H%M%S`; UTC here (no time zone database in the engine).
+fn timestamp() -> String {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
+    // Howard Hinnant's days-from-civil, inverted: the proleptic Gregorian date of a day count since 1970-01-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}{:02}{:02}{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// Collects a job's images and keeps the shared progress (step, preview) current.
+struct ApiObserver<'a> {
+    shared: &'a Shared,
+    images: &'a mut Vec<GeneratedImage>,
+    index_offset: usize,
+}
+
+impl GenerationObserver for ApiObserver<'_> {
+    fn progress(&mut self, progress: &Progress) -> Control {
+        if progress.stage == Stage::Denoising {
+            let mut state = self.shared.state();
+            state.sampling_step = progress.step;
+            state.sampling_steps = progress.steps;
+        }
+        if self.shared.stop_requested() { Control::Cancel } else { Control::Continue }
+    }
+
+    fn preview(&mut self, _step: usize, _steps: usize, latents: &ndarray::ArrayD<f32>) {
+        let preview = latents_to_rgb(latents, 0);
+        self.shared.state().current_image = preview;
+    }
+
+    fn image(&mut self, mut image: GeneratedImage) -> pigment_engine::Result<()> {
+        image.index += self.index_offset;
+        self.images.push(image);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_match_without_hash_extension_or_case() {
+        assert_eq!(strip_title("Tiny-SD [0123abcd]"), "tiny-sd");
+        assert_eq!(strip_title("tiny-sd.safetensors"), "tiny-sd");
+        assert_eq!(strip_title(" tiny-sd "), "tiny-sd");
+    }
+
+    #[test]
+    fn the_timestamp_is_a1111s_format() {
+        let stamp = timestamp();
+        assert_eq!(stamp.len(), 14, "{stamp}");
+        assert!(stamp.starts_with("20"), "{stamp}");
+        assert!(stamp.chars().all(|c| c.is_ascii_digit()), "{stamp}");
+    }
+}
