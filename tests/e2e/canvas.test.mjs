@@ -3,31 +3,21 @@
 // the mask is the picture's. Run it through `xvfb-run` (scripts/test.sh does).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { PNG } from "pngjs";
-import { Driver, startWebKitWebDriver } from "./webdriver.mjs";
+import { ELEMENT } from "./webdriver.mjs";
+import { dataFolder, freshHome, generate, startApp, stopApp } from "./steps.mjs";
 
-const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const binary = join(root, "target/release/pigment-app");
-const port = 5444 + (process.pid % 1000);
-const home = mkdtempSync(join(tmpdir(), "pigment-e2e-canvas-"));
-const outputs = join(home, "data/dev.pigment.studio/outputs");
+const home = freshHome("e2e-canvas");
+const outputs = join(dataFolder(home), "outputs");
 
-let driverProcess;
-const driver = new Driver(port);
-
-async function setInput(css, value) {
-  const element = await driver.find(css);
-  await driver.clear(element);
-  await driver.type(element, String(value));
-}
+let app;
+let driver;
 
 /** A mouse stroke over `element` through `points` (CSS pixels from the element's centre), as W3C actions. */
 function stroke(element, points) {
-  const origin = { "element-6066-11e4-a52e-4f735466cecf": element };
+  const origin = { [ELEMENT]: element };
   const [first, ...rest] = points;
   return driver.request("POST", "/actions", {
     actions: [{
@@ -48,42 +38,21 @@ function readPng(path) {
   return PNG.sync.read(readFileSync(path));
 }
 
+// The app works in `home` (startApp), where WebKitGTK saves downloads such as the exported mask.
 before(async () => {
-  assert.ok(existsSync(binary), `${binary} is missing: run \`npx tauri build --no-bundle\` first`);
-  mkdirSync(join(home, "data"), { recursive: true });
-  mkdirSync(join(home, "config"), { recursive: true });
-  // WebKitGTK saves downloads (the exported mask) in the working folder: keep them in the test's own.
-  process.chdir(home);
-  driverProcess = await startWebKitWebDriver(port, {
-    ...process.env,
-    HOME: home,
-    XDG_DATA_HOME: join(home, "data"),
-    XDG_CONFIG_HOME: join(home, "config"),
-    TAURI_WEBVIEW_AUTOMATION: "true",
-  });
-  await driver.start(binary);
-  await driver.waitFor("#model option", { timeout: 60000 });
+  app = await startApp(home);
+  driver = app.driver;
 });
 
 after(async () => {
-  await driver.quit().catch(() => {});
-  driverProcess?.kill();
-  process.chdir(root);
+  if (app) await stopApp(app);
   rmSync(home, { recursive: true, force: true });
 });
 
 describe("the canvas in the real app", () => {
   it("inpaints a painted mask on the demo model and keeps every pixel outside it", async () => {
     // A picture to work on: text to image on the demo model.
-    await driver.type(await driver.find("#prompt"), "a lighthouse");
-    await setInput("#steps", 4);
-    await setInput("#width", 128);
-    await setInput("#height", 128);
-    await driver.execute(`const mode = document.querySelector('select[aria-label="Seed mode"]');
-      mode.value = "fixed"; mode.dispatchEvent(new Event("change"));`);
-    await setInput("#seed", 42);
-    await driver.click(await driver.find("#generate"));
-    await driver.waitFor('img[alt="Seed 42"]', { timeout: 120000 });
+    await generate(driver, { prompt: "a lighthouse", steps: 4, width: 128, height: 128, seed: 42 });
     await driver.execute(`[...document.querySelectorAll("figcaption button")].find((b) => b.textContent === "Send to canvas").click();`);
     await driver.waitFor("#canvas-size", { timeout: 30000, check: async (e) => (await driver.text(e)) === "128 × 128" });
 

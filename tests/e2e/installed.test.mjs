@@ -9,15 +9,11 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Driver, Keys, startWebKitWebDriver } from "./webdriver.mjs";
+import { appConfig as config, dataFolder, freshHome, generate, root, startApp, stopApp } from "./steps.mjs";
 
-const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const config = JSON.parse(readFileSync(join(root, "src-tauri/tauri.conf.json"), "utf8"));
 const product = config.productName;
 const binary = `/usr/bin/${config.mainBinaryName}`;
 const resources = `/usr/lib/${product}`;
@@ -49,78 +45,26 @@ function snapshot(folder) {
   return files;
 }
 
-/** Starts the installed app on a fresh driver; returns the driver, its process and the app's pid. */
-async function startApp() {
-  const driverProcess = await startWebKitWebDriver(port, {
-    ...process.env,
-    HOME: home,
-    XDG_DATA_HOME: join(home, "data"),
-    XDG_CONFIG_HOME: join(home, "config"),
-    XDG_CACHE_HOME: join(home, "cache"),
-    TAURI_WEBVIEW_AUTOMATION: "true",
-  });
-  const driver = new Driver(port);
-  const started = performance.now();
-  await driver.start(binary);
-  await driver.waitFor("#model option", { timeout: 60000 });
-  const readyMs = Math.round(performance.now() - started);
+/** Starts the installed app (steps.mjs) and waits until ONNX Runtime has loaded. */
+async function startInstalledApp() {
+  const app = await startApp(home, { binary, port });
   // ONNX Runtime loads in the background; the header shows the provider once it has.
-  await driver.waitFor(".device", { timeout: 60000, check: async (e) => (await driver.text(e)).startsWith("CPU") });
-  const line = execFileSync("ps", ["-e", "-o", "pid=,ppid=,comm="], { encoding: "utf8" })
-    .trim()
-    .split("\n")
-    .map((l) => l.trim().split(/\s+/))
-    .find(([, ppid, comm]) => Number(ppid) === driverProcess.pid && comm.startsWith("pigment"));
-  return { driver, driverProcess, appPid: line ? Number(line[0]) : null, readyMs };
-}
-
-/** Ends the session and waits until the app's process has exited (dpkg must not remove a running program). */
-async function stopApp({ driver, driverProcess, appPid }) {
-  await driver.quit().catch(() => {});
-  driverProcess.kill();
-  for (let i = 0; appPid && i < 100; i++) {
-    try {
-      process.kill(appPid, 0);
-    } catch {
-      return;
-    }
-    await sleep(100);
-  }
-  if (appPid) process.kill(appPid, "SIGKILL");
+  await app.driver.waitFor(".device", { timeout: 60000, check: async (e) => (await app.driver.text(e)).startsWith("CPU") });
+  return app;
 }
 
 const invoke = (driver, command) => driver.execute(`return window.__TAURI_INTERNALS__.invoke(${JSON.stringify(command)});`);
 
-async function generate(driver, seed) {
-  const setInput = async (css, value) => {
-    const element = await driver.find(css);
-    await driver.clear(element);
-    await driver.type(element, String(value));
-  };
-  const prompt = await driver.find("#prompt");
-  await driver.clear(prompt);
-  await driver.type(prompt, "a red fox in the snow, watercolour");
-  await setInput("#steps", 6);
-  await setInput("#width", 256);
-  await setInput("#height", 256);
-  await driver.execute(`const mode = document.querySelector('select[aria-label="Seed mode"]');
-    mode.value = "fixed"; mode.dispatchEvent(new Event("change"));`);
-  await setInput("#seed", seed);
-  await driver.type(prompt, Keys.Control + Keys.Enter + Keys.Null);
-  await driver.waitFor(`img[alt="Seed ${seed}"]`, {
-    timeout: 120000,
-    check: () => driver.execute(`const img = document.querySelector('img[alt="Seed ${seed}"]'); return img.complete && img.naturalWidth;`),
-  });
-}
+/** An image from the demo model with `seed`, 256x256 in 6 steps. */
+const generateWithSeed = (driver, seed) =>
+  generate(driver, { prompt: "a red fox in the snow, watercolour", steps: 6, width: 256, height: 256, seed });
 
 describe("the installed .deb", { skip: !process.env.PIGMENT_DEB_TEST && "scripts/test-deb.sh runs this" }, () => {
   before(() => {
     assert.ok(installed("pigment"), "scripts/test-deb.sh installs the pigment package before this test");
-    home = mkdtempSync(join(tmpdir(), "pigment-installed-"));
-    data = join(home, "data", config.identifier);
+    home = freshHome("installed");
+    data = dataFolder(home);
     outputs = join(data, "outputs");
-    mkdirSync(join(home, "data"), { recursive: true });
-    mkdirSync(join(home, "config"), { recursive: true });
   });
 
   after(() => {
@@ -150,7 +94,7 @@ describe("the installed .deb", { skip: !process.env.PIGMENT_DEB_TEST && "scripts
   });
 
   it("starts from /usr/bin on a fresh account and generates with the bundled demo model", async () => {
-    const app = await startApp();
+    const app = await startInstalledApp();
     metrics.firstStartToInteractiveMs = app.readyMs;
     try {
       // First run: the data folders exist, the demo model comes from the bundle, ONNX Runtime from the bundle.
@@ -165,7 +109,7 @@ describe("the installed .deb", { skip: !process.env.PIGMENT_DEB_TEST && "scripts
       // The CPU build of ONNX Runtime names CUDA as "not enabled in this build".
       assert.match(info.executionProvider, /^CPU; CUDA unavailable: CUDA execution provider is not enabled/);
 
-      await generate(app.driver, 7);
+      await generateWithSeed(app.driver, 7);
       assert.deepEqual(readdirSync(outputs), ["00000-7.png"]);
       await sleep(300);
       writeFileSync(join(root, "target/installed-app.png"), Buffer.from(await app.driver.screenshot(), "base64"));
@@ -178,7 +122,7 @@ describe("the installed .deb", { skip: !process.env.PIGMENT_DEB_TEST && "scripts
     dpkg("-i", cudaDeb);
     try {
       assert.ok(installed("pigment-cuda"));
-      const app = await startApp();
+      const app = await startInstalledApp();
       try {
         const info = await invoke(app.driver, "app_info");
         // No CUDA libraries here: the CUDA build runs on the CPU, and its reason names the provider it tried to load
@@ -188,7 +132,7 @@ describe("the installed .deb", { skip: !process.env.PIGMENT_DEB_TEST && "scripts
           info.executionProvider.includes(`${resources}/onnxruntime-cuda/libonnxruntime_providers_cuda.so`),
           info.executionProvider,
         );
-        await generate(app.driver, 8);
+        await generateWithSeed(app.driver, 8);
         assert.deepEqual(readdirSync(outputs).sort(), ["00000-7.png", "00001-8.png"]);
       } finally {
         await stopApp(app);

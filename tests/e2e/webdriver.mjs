@@ -2,7 +2,8 @@
 import { spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 
-const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
+/** The key under which WebDriver names an element in JSON (W3C "web element identifier"). */
+export const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
 export const Keys = { Null: "\uE000", Control: "\uE009", Enter: "\uE007", Escape: "\uE00C" };
 
 export class Driver {
@@ -75,6 +76,13 @@ export class Driver {
     return this.request("POST", `/element/${element}/clear`, {});
   }
 
+  /** Replaces the value of the input `css` with `value`, typed. */
+  async fill(css, value) {
+    const element = await this.find(css);
+    await this.clear(element);
+    await this.type(element, String(value));
+  }
+
   text(element) {
     return this.request("GET", `/element/${element}/text`);
   }
@@ -88,9 +96,12 @@ export class Driver {
   }
 }
 
-/** Starts WebKitWebDriver on a free-ish port with `env`; resolves once it answers. */
-export async function startWebKitWebDriver(port, env) {
-  const child = spawn("WebKitWebDriver", [`--port=${port}`], { env, stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Starts WebKitWebDriver on a free-ish port with `env`, in the folder `cwd` (the browser it launches works there);
+ * resolves once it answers.
+ */
+export async function startWebKitWebDriver(port, env, cwd = undefined) {
+  const child = spawn("WebKitWebDriver", [`--port=${port}`], { env, cwd, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));

@@ -108,6 +108,11 @@ fn cache_key(runtime: &Runtime, files: &ComponentFiles) -> Result<String> {
         hasher.update(modified.map_or(0, |d| d.as_nanos()).to_le_bytes());
     }
     hasher.update(runtime.providers().active.to_string().as_bytes());
+    // A graph optimized for fixed shapes is another graph.
+    for (name, size) in runtime.dimension_overrides() {
+        hasher.update(name.as_bytes());
+        hasher.update(size.to_le_bytes());
+    }
     hasher.update(runtime.version().as_bytes());
     hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
     Ok(hasher.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect())

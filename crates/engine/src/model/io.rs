@@ -53,15 +53,21 @@ pub struct TensorSpec {
     pub name: String,
     pub dtype: ElementType,
     pub shape: Vec<i64>,
+    /// The names the model gives its free dimensions ("batch", "height"; empty for fixed or unnamed ones): what
+    /// DirectML's free-dimension overrides refer to.
+    #[serde(skip)]
+    pub dim_names: Vec<String>,
 }
 
 impl TensorSpec {
     pub(crate) fn from_outlet(outlet: &ort::value::Outlet) -> TensorSpec {
-        let (dtype, shape) = match outlet.dtype() {
-            ValueType::Tensor { ty, shape, .. } => ((*ty).into(), shape.iter().copied().collect()),
-            _ => (ElementType::Other, Vec::new()),
+        let (dtype, shape, dim_names) = match outlet.dtype() {
+            ValueType::Tensor { ty, shape, dimension_symbols } => {
+                ((*ty).into(), shape.iter().copied().collect(), dimension_symbols.iter().cloned().collect())
+            }
+            _ => (ElementType::Other, Vec::new(), Vec::new()),
         };
-        TensorSpec { name: outlet.name().to_string(), dtype, shape }
+        TensorSpec { name: outlet.name().to_string(), dtype, shape, dim_names }
     }
 
     pub fn rank(&self) -> usize {

@@ -24,7 +24,11 @@ use crate::text::ClipTokenizer;
 /// Low-VRAM mode: the parts of a model take turns on the device. The one session loaded at a time, shared by the
 /// parts, with the graph file it was made from; a part that runs while another is loaded releases that one first.
 #[derive(Clone, Default)]
-pub(super) struct TakingTurns(Arc<Mutex<Option<(PathBuf, Session)>>>);
+pub(super) struct TakingTurns(Arc<Mutex<Option<(SessionKey, Session)>>>);
+
+/// What a session was made for: its graph file and the free dimensions fixed in it (none unless
+/// [`Runtime::fixed_dimensions`]).
+type SessionKey = (PathBuf, Vec<(String, i64)>);
 
 /// A session with its IO read from the model.
 pub(super) struct ComponentSession {
@@ -34,6 +38,8 @@ pub(super) struct ComponentSession {
     /// What the session is made from, to make it again at its turn; `None` for sessions that cannot take turns.
     source: Option<(Runtime, ComponentFiles)>,
     turns: Option<TakingTurns>,
+    /// The free dimensions fixed in `session` (fixed-dimension runtimes make it again when they change).
+    dimensions: Vec<(String, i64)>,
     pub(super) inputs: Vec<TensorSpec>,
     pub(super) outputs: Vec<TensorSpec>,
     /// The graph file the session was made from.
@@ -72,7 +78,16 @@ impl ComponentSession {
         };
         let inputs = session.inputs().iter().map(TensorSpec::from_outlet).collect();
         let outputs = session.outputs().iter().map(TensorSpec::from_outlet).collect();
-        Ok(ComponentSession { component, session: Some(session), source, turns: None, inputs, outputs, graph })
+        Ok(ComponentSession {
+            component,
+            session: Some(session),
+            source,
+            turns: None,
+            dimensions: Vec::new(),
+            inputs,
+            outputs,
+            graph,
+        })
     }
 
     /// From now on this part takes turns with the others sharing `turns` (its session is released now and made
@@ -117,6 +132,7 @@ impl ComponentSession {
     /// Runs with named inputs and returns the output `output` as f32.
     pub(super) fn run(&mut self, inputs: Vec<(String, ort::value::DynValue)>, output: &str) -> Result<ArrayD<f32>> {
         let component = self.component;
+        let dimensions = self.free_dimensions(&inputs);
         let run = |session: &mut Session| {
             let outputs = session.run(inputs).map_err(|e| EngineError::inference(component, e))?;
             let value = outputs
@@ -124,20 +140,70 @@ impl ComponentSession {
                 .ok_or_else(|| EngineError::inference(component, format!("the model returned no output {output}")))?;
             io::float_output(component, value, output)
         };
-        match (&mut self.session, &self.turns, &self.source) {
-            (Some(session), _, _) => run(session),
-            (None, Some(turns), Some((runtime, files))) => {
-                // A poisoned lock only means another part failed while loading: the slot is still usable.
-                let mut loaded = turns.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if loaded.as_ref().is_none_or(|(graph, _)| *graph != files.model) {
-                    // Free the other part before making this one: the two are never on the device together.
-                    *loaded = None;
-                    *loaded = Some((files.model.clone(), load_graph(runtime, files)?.session));
-                }
-                let (_, session) = loaded.as_mut().expect("the session was just loaded");
-                run(session)
+        let Some((runtime, files)) = &self.source else {
+            // Sessions that cannot be made again run as they were made.
+            let session = self.session.as_mut().ok_or_else(|| {
+                EngineError::inference(component, "the session was released and cannot be made again")
+            })?;
+            return run(session);
+        };
+        let make = |dimensions: &[(String, i64)]| {
+            load_graph(&runtime.with_dimension_overrides(dimensions), files).map(|loaded| loaded.session)
+        };
+        if let Some(turns) = &self.turns {
+            // A poisoned lock only means another part failed while loading: the slot is still usable.
+            let mut loaded = turns.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let key = (files.model.clone(), dimensions);
+            if loaded.as_ref().is_none_or(|(loaded_key, _)| *loaded_key != key) {
+                // Free the other part before making this one: the two are never on the device together.
+                *loaded = None;
+                let session = make(&key.1)?;
+                *loaded = Some((key, session));
             }
-            _ => Err(EngineError::inference(component, "the session was released and cannot be made again")),
+            let (_, session) = loaded.as_mut().expect("the session was just loaded");
+            return run(session);
+        }
+        if self.session.is_none() || self.dimensions != dimensions {
+            self.session = None;
+            self.session = Some(make(&dimensions)?);
+            self.dimensions = dimensions;
+        }
+        run(self.session.as_mut().expect("the session was just made"))
+    }
+
+    /// The free dimensions of these inputs, by the model's names for them, when the runtime fixes dimensions
+    /// (DirectML); none otherwise.
+    fn free_dimensions(&self, inputs: &[(String, ort::value::DynValue)]) -> Vec<(String, i64)> {
+        if !self.source.as_ref().is_some_and(|(runtime, _)| runtime.fixed_dimensions()) {
+            return Vec::new();
+        }
+        let mut dimensions = std::collections::BTreeMap::new();
+        for (name, value) in inputs {
+            let (Some(spec), ort::value::ValueType::Tensor { shape, .. }) =
+                (self.inputs.iter().find(|spec| spec.name == *name), value.dtype())
+            else {
+                continue;
+            };
+            for ((&declared, symbol), &actual) in spec.shape.iter().zip(&spec.dim_names).zip(shape.iter()) {
+                if declared < 0 && !symbol.is_empty() {
+                    dimensions.insert(symbol.clone(), actual);
+                }
+            }
+        }
+        dimensions.into_iter().collect()
+    }
+
+    /// The free dimensions fixed in the session now (empty unless the runtime fixes dimensions).
+    fn fixed_dimensions(&self) -> Vec<(String, i64)> {
+        match &self.turns {
+            Some(turns) => turns
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_ref()
+                .map(|((_, dimensions), _)| dimensions.clone())
+                .unwrap_or_default(),
+            None => self.dimensions.clone(),
         }
     }
 
@@ -150,7 +216,7 @@ impl ComponentSession {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .as_ref()
-                .is_some_and(|(graph, _)| *graph == files.model),
+                .is_some_and(|((graph, _), _)| *graph == files.model),
             _ => false,
         }
     }
@@ -466,6 +532,17 @@ impl LoadedModel {
             self.vae_decoder_fp32 = Some(decoder);
         }
         Ok(self.vae_decoder_fp32.as_mut())
+    }
+
+    /// The free dimensions fixed in each part's session now, by the model's names for them: empty unless the
+    /// runtime fixes dimensions (DirectML; see [`Runtime::fixed_dimensions`]).
+    pub fn fixed_dimensions(&self) -> Vec<(&'static str, Vec<(String, i64)>)> {
+        let encoder = self.vae_encoder.as_ref().map(|encoder| &encoder.session);
+        [Some(&self.text_encoder.session), Some(&self.unet.session), Some(&self.vae_decoder.session), encoder]
+            .into_iter()
+            .flatten()
+            .map(|session| (session.component, session.fixed_dimensions()))
+            .collect()
     }
 
     /// The parts whose sessions are loaded now: all of them, except in low-VRAM mode, where at most one is.

@@ -42,6 +42,10 @@ pub struct Runtime {
     low_vram: LowVramChoice,
     /// Sessions made from this runtime keep GPU workspaces small (low-VRAM mode; see [`Runtime::lean`]).
     lean_gpu_memory: bool,
+    /// Sessions are made for the shapes they run (see [`Runtime::fixed_dimensions`]) even off DirectML.
+    fixed_dimensions_chosen: bool,
+    /// Free dimensions fixed by name in the sessions made from this runtime ("batch" = 2, ...).
+    dimension_overrides: Vec<(String, i64)>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -73,6 +77,8 @@ impl Runtime {
             precision: options.precision,
             low_vram: options.low_vram,
             lean_gpu_memory: false,
+            fixed_dimensions_chosen: false,
+            dimension_overrides: Vec::new(),
         })
     }
 
@@ -110,6 +116,27 @@ impl Runtime {
         Runtime { lean_gpu_memory: true, ..self.clone() }
     }
 
+    /// Whether sessions are made for the exact shapes they run, their free dimensions (batch, height, width,
+    /// sequence) fixed by name and the session made again when a shape changes. DirectML needs it (its kernels are
+    /// compiled for fixed shapes); [`Runtime::with_fixed_dimensions`] turns it on elsewhere (tests on the CPU).
+    pub fn fixed_dimensions(&self) -> bool {
+        self.fixed_dimensions_chosen || self.providers.active == ExecutionProvider::DirectMl
+    }
+
+    /// This runtime with fixed dimensions on or off (DirectML has them on whatever this says).
+    pub fn with_fixed_dimensions(&self, fixed: bool) -> Runtime {
+        Runtime { fixed_dimensions_chosen: fixed, ..self.clone() }
+    }
+
+    /// This runtime making sessions with these free dimensions fixed, by name.
+    pub(crate) fn with_dimension_overrides(&self, overrides: &[(String, i64)]) -> Runtime {
+        Runtime { dimension_overrides: overrides.to_vec(), ..self.clone() }
+    }
+
+    pub(crate) fn dimension_overrides(&self) -> &[(String, i64)] {
+        &self.dimension_overrides
+    }
+
     pub fn cache_dir(&self) -> Option<&Path> {
         self.cache_dir.as_deref()
     }
@@ -130,6 +157,12 @@ impl Runtime {
     pub(crate) fn session_builder(&self) -> Result<ort::session::builder::SessionBuilder> {
         let builder = ort::session::Session::builder(&self.environment)
             .map_err(|e| EngineError::inference("creating a session", e))?;
-        providers::apply(builder, self.providers.active, self.lean_gpu_memory)
+        let mut builder = providers::apply(builder, self.providers.active, self.lean_gpu_memory)?;
+        for (name, size) in &self.dimension_overrides {
+            builder = builder
+                .with_dimension_override(name, *size)
+                .map_err(|e| EngineError::inference("fixing a free dimension", e))?;
+        }
+        Ok(builder)
     }
 }
