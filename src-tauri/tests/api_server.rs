@@ -1,35 +1,19 @@
 //! The A1111-compatible API served inside the app: switched on from the settings, its jobs run through the app's
 //! queue on the real engine with the demo model, and its images are the files saved in the output folder.
 
+mod common;
+
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use pigment_app::api_server::{self, ApiServerSettings};
-use pigment_app::paths::AppPaths;
-use pigment_app::runtime_slot::RuntimeSlot;
 use pigment_app::state::AppState;
-use pigment_engine::runtime::{Runtime, RuntimeOptions};
 use serde_json::{Value, json};
 use tauri::test::{MockRuntime, mock_builder, mock_context, noop_assets};
 use tauri::{App, Manager};
 
-/// ONNX Runtime allows one environment per process: every test shares it.
-fn runtime() -> Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::load(&RuntimeOptions::default()).expect("run `npm run setup` first")).clone()
-}
-
 fn app(dir: &Path) -> App<MockRuntime> {
-    let paths = AppPaths {
-        models_folder: dir.join("data/models"),
-        settings_file: dir.join("config/settings.json"),
-        default_output_folder: dir.join("outputs"),
-        demo_model: pigment_engine::model::find_demo_model(),
-        onnxruntime_library: None,
-    };
-    let state = AppState::new(paths, Arc::new(RuntimeSlot::with(runtime()))).unwrap();
-    pigment_app::configure(mock_builder()).manage(state).build(mock_context(noop_assets())).unwrap()
+    pigment_app::configure(mock_builder()).manage(common::app_state(dir)).build(mock_context(noop_assets())).unwrap()
 }
 
 fn pngs(folder: &Path) -> Vec<std::path::PathBuf> {

@@ -1,27 +1,19 @@
 //! The canvas's modes as the window submits them (JSON params with base64 PNGs), run by the app's real job queue on
 //! the bundled demo model with the real ONNX Runtime; results are read back from the saved PNG files.
 
+mod common;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use base64::Engine as _;
 use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage};
 use pigment_app::models::{GenerateParams, JobEvent};
-use pigment_app::paths::AppPaths;
 use pigment_app::queue::EventSink;
-use pigment_app::runtime_slot::RuntimeSlot;
 use pigment_app::state::AppState;
-use pigment_engine::runtime::{Runtime, RuntimeOptions};
 use serde_json::{Value, json};
-
-/// ONNX Runtime allows one environment per process: every test shares it.
-fn runtime() -> Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::load(&RuntimeOptions::default()).expect("run `npm run setup` first")).clone()
-}
 
 struct Collector(Mutex<mpsc::Sender<JobEvent>>);
 
@@ -29,17 +21,6 @@ impl EventSink for Collector {
     fn send(&self, event: JobEvent) {
         let _ = self.0.lock().unwrap().send(event);
     }
-}
-
-fn state(dir: &Path) -> AppState {
-    let paths = AppPaths {
-        models_folder: dir.join("data/models"),
-        settings_file: dir.join("config/settings.json"),
-        default_output_folder: dir.join("outputs"),
-        demo_model: pigment_engine::model::find_demo_model(),
-        onnxruntime_library: None,
-    };
-    AppState::new(paths, Arc::new(RuntimeSlot::with(runtime()))).unwrap()
 }
 
 /// Submits `params` as the window would send them and waits for the job's last event; returns the saved images.
@@ -88,7 +69,7 @@ fn read_rgb(path: &Path) -> RgbImage {
 #[test]
 fn inpainting_repaints_the_mask_and_leaves_every_pixel_outside_it_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let state = state(dir.path());
+    let state = common::app_state(dir.path());
     let original = picture(64, 64);
     // A painted blob: a disc of radius 12 around (24, 30).
     let mask = GrayImage::from_fn(64, 64, |x, y| {
@@ -137,7 +118,7 @@ fn inpainting_repaints_the_mask_and_leaves_every_pixel_outside_it_unchanged() {
 #[test]
 fn img2img_and_outpaint_run_from_the_canvas_picture() {
     let dir = tempfile::tempdir().unwrap();
-    let state = state(dir.path());
+    let state = common::app_state(dir.path());
     let original = picture(64, 64);
     let image = base64_png(DynamicImage::ImageRgb8(original.clone()));
 
@@ -164,7 +145,7 @@ fn img2img_and_outpaint_run_from_the_canvas_picture() {
 #[test]
 fn a_bad_mask_is_refused_at_submit_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let state = state(dir.path());
+    let state = common::app_state(dir.path());
     let image = base64_png(DynamicImage::ImageRgb8(picture(64, 64)));
     let small_mask = base64_png(DynamicImage::ImageLuma8(GrayImage::new(32, 32)));
     let params: GenerateParams = serde_json::from_value(params(json!({

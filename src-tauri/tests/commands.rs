@@ -1,85 +1,16 @@
 //! The commands as the window calls them, through Tauri's mock runtime (`tauri::test`), on the real engine with
 //! the bundled demo model and the real ONNX Runtime.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
-use pigment_app::paths::AppPaths;
-use pigment_app::runtime_slot::RuntimeSlot;
+use common::{TestApp, test_app, test_app_in};
 use pigment_app::state::AppState;
-use pigment_engine::runtime::{Runtime, RuntimeOptions};
 use serde_json::{Value, json};
-use tauri::ipc::{CallbackFn, InvokeBody, InvokeResponseBody};
-use tauri::test::{INVOKE_KEY, MockRuntime, mock_builder, mock_context, noop_assets};
-use tauri::webview::InvokeRequest;
-use tauri::{App, Manager, WebviewWindow, WebviewWindowBuilder};
-
-/// ONNX Runtime allows one environment per process: every test shares it.
-fn runtime() -> Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::load(&RuntimeOptions::default()).expect("run `npm run setup` first")).clone()
-}
-
-struct TestApp {
-    _app: App<MockRuntime>,
-    window: WebviewWindow<MockRuntime>,
-    /// Channel messages as (channel id, message).
-    messages: mpsc::Receiver<(u32, Value)>,
-    /// Messages received while waiting for another channel's.
-    backlog: std::cell::RefCell<Vec<(u32, Value)>>,
-    dir: tempfile::TempDir,
-}
-
-fn paths(dir: &Path) -> AppPaths {
-    AppPaths {
-        models_folder: dir.join("data/models"),
-        settings_file: dir.join("config/settings.json"),
-        default_output_folder: dir.join("outputs"),
-        demo_model: pigment_engine::model::find_demo_model(),
-        onnxruntime_library: None,
-    }
-}
-
-fn app_with(dir: tempfile::TempDir) -> TestApp {
-    let state = AppState::new(paths(dir.path()), Arc::new(RuntimeSlot::with(runtime()))).unwrap();
-    let (tx, messages) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let app = pigment_app::configure(mock_builder())
-        .channel_interceptor(move |_webview, callback, _index, body| {
-            let value = match body {
-                InvokeResponseBody::Json(json) => serde_json::from_str(json).unwrap(),
-                InvokeResponseBody::Raw(_) => Value::Null,
-            };
-            let _ = tx.lock().unwrap().send((callback.0, value));
-            true
-        })
-        .manage(state)
-        .build(mock_context(noop_assets()))
-        .unwrap();
-    let window = WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-    TestApp { _app: app, window, messages, backlog: Default::default(), dir }
-}
-
-fn app() -> TestApp {
-    app_with(tempfile::tempdir().unwrap())
-}
+use tauri::Manager;
 
 impl TestApp {
-    fn invoke(&self, cmd: &str, body: Value) -> Result<Value, Value> {
-        let request = InvokeRequest {
-            cmd: cmd.into(),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().unwrap(),
-            body: InvokeBody::Json(body),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        };
-        tauri::test::get_ipc_response(&self.window, request).map(|b| b.deserialize::<Value>().unwrap())
-    }
-
     fn demo_model_id(&self) -> String {
         let models = self.invoke("list_models", json!({})).unwrap();
         models.as_array().unwrap().iter().find(|m| m["source"] == "bundled").expect("the demo model")["id"]
@@ -102,34 +33,6 @@ impl TestApp {
     fn submit(&self, params: Value, channel: u32) -> Result<Value, Value> {
         self.invoke("submit_job", json!({"params": params, "onEvent": format!("__CHANNEL__:{channel}")}))
     }
-
-    /// The next message of `channel`, keeping other channels' messages for later.
-    fn next_event(&self, channel: u32) -> Value {
-        let mut backlog = self.backlog.borrow_mut();
-        if let Some(index) = backlog.iter().position(|(id, _)| *id == channel) {
-            return backlog.remove(index).1;
-        }
-        loop {
-            let (id, event) = self.messages.recv_timeout(Duration::from_secs(120)).expect("the job ends");
-            if id == channel {
-                return event;
-            }
-            backlog.push((id, event));
-        }
-    }
-
-    /// The messages of `channel` up to and including its last event (`finished`, `cancelled` or `failed`).
-    fn events_until_done(&self, channel: u32) -> Vec<Value> {
-        let mut events = Vec::new();
-        loop {
-            let event = self.next_event(channel);
-            let done = matches!(event["kind"].as_str(), Some("finished" | "cancelled" | "failed"));
-            events.push(event);
-            if done {
-                return events;
-            }
-        }
-    }
 }
 
 fn kinds(events: &[Value]) -> Vec<&str> {
@@ -140,7 +43,7 @@ fn kinds(events: &[Value]) -> Vec<&str> {
 
 #[test]
 fn a_job_streams_progress_with_previews_and_saves_its_image_then_the_next_job_reuses_the_sessions() {
-    let app = app();
+    let app = test_app();
     let id = app.submit(app.params(|_| {}), 11).unwrap();
     assert!(id.as_u64().is_some(), "{id}");
     let events = app.events_until_done(11);
@@ -169,7 +72,7 @@ fn a_job_streams_progress_with_previews_and_saves_its_image_then_the_next_job_re
 
 #[test]
 fn bad_parameters_are_refused_at_submit_naming_the_field() {
-    let app = app();
+    let app = test_app();
     let error = app.submit(app.params(|p| p["width"] = json!(100)), 21).unwrap_err();
     assert_eq!(error["field"], "width");
     assert_eq!(error["kind"], "engine");
@@ -184,7 +87,7 @@ fn bad_parameters_are_refused_at_submit_naming_the_field() {
 
 #[test]
 fn a_long_job_is_cancelled_mid_sampling_and_a_waiting_one_can_be_moved_and_cancelled() {
-    let app = app();
+    let app = test_app();
     let long = app.submit(app.params(|p| p["steps"] = json!(1000)), 31).unwrap();
     // Once it runs, the jobs queued after it are the waiting ones that can be moved.
     while app.next_event(31)["kind"] != "started" {}
@@ -217,7 +120,7 @@ fn a_long_job_is_cancelled_mid_sampling_and_a_waiting_one_can_be_moved_and_cance
 
 #[test]
 fn settings_are_saved_and_paths_the_user_did_not_pick_are_refused() {
-    let app = app();
+    let app = test_app();
     let settings = app.invoke("get_settings", json!({})).unwrap();
     assert_eq!(settings["theme"], "system");
     let update =
@@ -247,7 +150,7 @@ fn a_corrupt_settings_file_falls_back_to_defaults_with_a_notice() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("config")).unwrap();
     std::fs::write(dir.path().join("config/settings.json"), "{not json").unwrap();
-    let app = app_with(dir);
+    let app = test_app_in(dir);
     let info = app.invoke("app_info", json!({})).unwrap();
     let notice = info["settingsNotice"].as_str().expect("a notice");
     assert!(notice.contains("using defaults"), "{notice}");
@@ -257,7 +160,7 @@ fn a_corrupt_settings_file_falls_back_to_defaults_with_a_notice() {
 
 #[test]
 fn a_model_folder_is_inspected_with_the_engine_and_listed_once_added() {
-    let app = app();
+    let app = test_app();
     let state = app.window.state::<AppState>();
     let demo = pigment_engine::model::find_demo_model().unwrap();
     // A copy outside the app's folders, as the user would pick in the dialog.
@@ -290,7 +193,7 @@ fn the_capability_grants_exactly_pigments_commands_and_each_is_registered() {
         pigment_app::command_names::NAMES.iter().map(|n| format!("allow-{}", n.replace('_', "-"))).collect();
     assert_eq!(granted, expected);
 
-    let app = app();
+    let app = test_app();
     for name in pigment_app::command_names::NAMES {
         // The two folder pickers would open a dialog; every other command answers (maybe with an argument error).
         if matches!(*name, "add_model_folder" | "pick_output_folder") {

@@ -1,44 +1,29 @@
 //! The gallery commands as the window calls them, through Tauri's mock runtime, on the real engine (demo model),
 //! a real SQLite index and a real XDG trash (in a temporary $HOME).
 
-use std::path::PathBuf;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+mod common;
 
-use pigment_app::paths::AppPaths;
-use pigment_app::runtime_slot::RuntimeSlot;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use common::{TestApp, test_app_in};
 use pigment_app::state::AppState;
 use pigment_engine::image::{PARAMETERS_KEY, write_png_atomically};
-use pigment_engine::runtime::{Runtime, RuntimeOptions};
 use serde_json::{Value, json};
-use tauri::ipc::{CallbackFn, InvokeBody, InvokeResponseBody};
-use tauri::test::{INVOKE_KEY, MockRuntime, mock_builder, mock_context, noop_assets};
-use tauri::webview::InvokeRequest;
-use tauri::{App, Manager, WebviewWindow, WebviewWindowBuilder};
+use tauri::Manager;
 
-/// One ONNX Runtime environment per process; the trash in a temporary $HOME, set before any test runs.
-fn runtime() -> Runtime {
-    static RUNTIME: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            let home = tempfile::tempdir().unwrap();
-            // SAFETY: set once, before this binary's tests start the app or touch the trash.
-            unsafe {
-                std::env::set_var("HOME", home.path());
-                std::env::set_var("XDG_DATA_HOME", home.path().join(".local/share"));
-            }
-            (Runtime::load(&RuntimeOptions::default()).expect("run `npm run setup` first"), home)
-        })
-        .0
-        .clone()
-}
-
-struct TestApp {
-    app: App<MockRuntime>,
-    window: WebviewWindow<MockRuntime>,
-    messages: mpsc::Receiver<(u32, Value)>,
-    dir: tempfile::TempDir,
+/// The trash in a temporary $HOME, set once before any test of this binary starts the app or touches the trash.
+fn use_a_temporary_home() {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let home = tempfile::tempdir().unwrap();
+        // SAFETY: set once, before this binary's tests start the app or touch the trash.
+        unsafe {
+            std::env::set_var("HOME", home.path());
+            std::env::set_var("XDG_DATA_HOME", home.path().join(".local/share"));
+        }
+        home
+    });
 }
 
 fn app() -> TestApp {
@@ -46,68 +31,17 @@ fn app() -> TestApp {
 }
 
 fn app_with(dir: tempfile::TempDir) -> TestApp {
-    let runtime = runtime();
-    let paths = AppPaths {
-        models_folder: dir.path().join("data/models"),
-        settings_file: dir.path().join("config/settings.json"),
-        default_output_folder: dir.path().join("outputs"),
-        demo_model: pigment_engine::model::find_demo_model(),
-        onnxruntime_library: None,
-    };
-    let state = AppState::new(paths, Arc::new(RuntimeSlot::with(runtime))).unwrap();
-    let (tx, messages) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let app = pigment_app::configure(mock_builder())
-        .channel_interceptor(move |_webview, callback, _index, body| {
-            let value = match body {
-                InvokeResponseBody::Json(json) => serde_json::from_str(json).unwrap(),
-                InvokeResponseBody::Raw(_) => Value::Null,
-            };
-            let _ = tx.lock().unwrap().send((callback.0, value));
-            true
-        })
-        .manage(state)
-        .build(mock_context(noop_assets()))
-        .unwrap();
-    let window = WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
-    TestApp { app, window, messages, dir }
+    use_a_temporary_home();
+    test_app_in(dir)
 }
 
 impl TestApp {
-    fn invoke(&self, cmd: &str, body: Value) -> Result<Value, Value> {
-        let request = InvokeRequest {
-            cmd: cmd.into(),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().unwrap(),
-            body: InvokeBody::Json(body),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        };
-        tauri::test::get_ipc_response(&self.window, request).map(|b| b.deserialize::<Value>().unwrap())
-    }
-
     fn outputs(&self) -> PathBuf {
         self.dir.path().join("outputs")
     }
 
     fn search(&self, text: &str) -> Value {
         self.invoke("gallery_search", json!({"query": {"text": text}})).unwrap()
-    }
-
-    /// Messages of `channel` until `done` says the last one came.
-    fn channel_messages(&self, channel: u32, done: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let mut found = Vec::new();
-        loop {
-            let (id, message) = self.messages.recv_timeout(Duration::from_secs(120)).expect("a channel message");
-            if id == channel {
-                let last = done(&message);
-                found.push(message);
-                if last {
-                    return found;
-                }
-            }
-        }
     }
 
     fn generate(&self, prompt: &str, seed: u64, channel: u32) -> Vec<Value> {
@@ -119,7 +53,7 @@ impl TestApp {
             "batchSize": 1, "batchCount": 2
         });
         self.invoke("submit_job", json!({"params": params, "onEvent": format!("__CHANNEL__:{channel}")})).unwrap();
-        self.channel_messages(channel, |e| matches!(e["kind"].as_str(), Some("finished" | "failed" | "cancelled")))
+        self.events_until_done(channel)
     }
 }
 
@@ -185,7 +119,7 @@ fn a_rescan_finds_copied_in_images_reports_progress_and_drops_removed_ones() {
     }
     let report = app.invoke("gallery_rescan", json!({"onProgress": "__CHANNEL__:5"})).unwrap();
     assert_eq!(report["added"], 3, "{report}");
-    let progress = app.channel_messages(5, |p| p["done"] == p["total"]);
+    let progress = app.messages_until(5, |p| p["done"] == p["total"]);
     assert_eq!(progress.last().unwrap(), &json!({"done": 3, "total": 3}));
     assert_eq!(app.search("tulip")["total"], 1);
 
@@ -245,7 +179,7 @@ fn a_dropped_png_shows_its_parameters_and_can_be_imported() {
     app.invoke("watch_dropped_files", json!({"onDrop": "__CHANNEL__:9"})).unwrap();
     let state = app.app.state::<AppState>();
     state.gallery.dropped(&[dropped.clone(), downloads.join("notes.txt"), downloads.join("fake.png")]);
-    let infos = app.channel_messages(9, |info| info["fileName"] == "fake.png");
+    let infos = app.messages_until(9, |info| info["fileName"] == "fake.png");
     assert_eq!(infos.len(), 2, "only PNG files: {infos:#?}");
     assert_eq!(infos[0]["metadata"]["source"], "comfy_ui");
     assert_eq!(infos[0]["metadata"]["prompt"], "a glass bottle with a galaxy inside");

@@ -1,22 +1,12 @@
 //! The `pigment` binary as a user runs it: real ONNX Runtime, the demo model, real files. Every bad input ends
 //! with one readable line on stderr, a non-zero exit code, no panic and no file written.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
+use std::process::Command;
 
-fn pigment(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pigment")).args(args).current_dir(cwd).output().expect("pigment runs")
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    files
-}
+use common::{files_in, pigment, repo_root};
 
 const FAST: &[&str] = &["--width", "64", "--height", "64", "--steps", "3", "--device", "cpu"];
 

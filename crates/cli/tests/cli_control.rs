@@ -2,42 +2,21 @@
 //! ControlNet fixtures (tests/fixtures/controlnet, adapter, models/tiny-sd-control), real files. Bad input ends
 //! with one `error:` line naming the flag and the value, a non-zero exit code and no file written.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output};
 
-use pigment_engine::image::{InfoText, read_png_text};
+use common::{assert_refusal, files_in, fixture, parameters, repo_root, run_into_empty_folder};
 
-fn fixture(path: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(path).to_str().unwrap().to_string()
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    files
-}
-
-/// Runs `pigment` with `args` (plus the control model, CPU, 64x64) into an empty output folder.
+/// Runs `pigment` with `args` (plus the control model unless `args` name one, CPU, no cache) into an empty output
+/// folder.
 fn run(args: &[&str]) -> (Output, tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
     let model = fixture("models/tiny-sd-control");
-    let mut all: Vec<&str> = args.to_vec();
-    let out_str = out.to_str().unwrap().to_string();
+    let mut extra = vec!["--device", "cpu", "--no-cache"];
     if !args.contains(&"--model") {
-        all.extend_from_slice(&["--model", &model]);
+        extra.extend_from_slice(&["--model", &model]);
     }
-    all.extend_from_slice(&["--output", &out_str, "--device", "cpu", "--no-cache"]);
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_pigment")).args(&all).current_dir(dir.path()).output().expect("pigment runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    (output, dir, stderr)
-}
-
-fn parameters(path: &Path) -> InfoText {
-    InfoText::parse(&read_png_text(path, "parameters").unwrap().expect("a parameters chunk")).unwrap()
+    run_into_empty_folder(args, &extra)
 }
 
 fn rgb(path: &str) -> image::RgbImage {
@@ -45,13 +24,7 @@ fn rgb(path: &str) -> image::RgbImage {
 }
 
 fn assert_refused(args: &[&str], expected: &[&str]) {
-    let (output, dir, stderr) = run(args);
-    assert!(!output.status.success(), "{args:?} should fail; stderr: {stderr}");
-    for text in expected {
-        assert!(stderr.contains(text), "{args:?}: stderr {stderr:?} should contain {text:?}");
-    }
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
-    assert!(files_in(&dir.path().join("out")).is_empty(), "{args:?} wrote a file");
+    assert_refusal(args, run(args), expected);
 }
 
 const REFERENCE_CASE: &[&str] =
@@ -220,7 +193,7 @@ fn bad_control_values_are_refused_naming_the_flag_and_value() {
         assert_refused(&args, &expected);
     }
     // The demo model has no unet_controlnet/.
-    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-sd");
+    let demo = repo_root().join("models/tiny-sd");
     let control = with("");
     assert_refused(
         &["generate", "--model", demo.to_str().unwrap(), "--control", &control, "--width", "64", "--height", "64"],

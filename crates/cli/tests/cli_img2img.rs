@@ -2,48 +2,20 @@
 //! Runtime, the fixture models, real files. Bad input ends with one line naming the input, a non-zero exit code and
 //! no file written; input that can be handled is handled, with a `warning:` line.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use pigment_engine::image::{InfoText, read_png_text};
+use std::path::PathBuf;
+use std::process::Output;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn fixture(path: &str) -> String {
-    fixtures().join(path).to_str().unwrap().to_string()
-}
-
-fn pigment(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pigment")).args(args).current_dir(cwd).output().expect("pigment runs")
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    files
-}
+use common::{assert_refusal, files_in, fixture, parameters, repo_root, run_into_empty_folder};
 
 const FAST: &[&str] = &["--steps", "4", "--seed", "5", "--device", "cpu"];
 
-/// Runs `pigment` with `args` + FAST into an empty output folder; returns (output, folder, stderr).
+/// Runs `pigment` with `args` + FAST (upscale: only the CPU) into an empty output folder; returns (output, folder,
+/// stderr).
 fn run_in_folder(args: &[&str]) -> (Output, tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    let mut all: Vec<&str> = args.to_vec();
-    let out_str = out.to_str().unwrap().to_string();
-    all.extend_from_slice(&["--output", &out_str]);
-    if args[0] != "upscale" {
-        all.extend_from_slice(FAST);
-    } else {
-        all.extend_from_slice(&["--device", "cpu"]);
-    }
-    let output = pigment(&all, dir.path());
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    (output, dir, stderr)
+    let extra: &[&str] = if args[0] != "upscale" { FAST } else { &["--device", "cpu"] };
+    run_into_empty_folder(args, extra)
 }
 
 fn single_output(dir: &tempfile::TempDir) -> PathBuf {
@@ -52,18 +24,8 @@ fn single_output(dir: &tempfile::TempDir) -> PathBuf {
     files[0].clone()
 }
 
-fn parameters(path: &Path) -> InfoText {
-    InfoText::parse(&read_png_text(path, "parameters").unwrap().expect("a parameters chunk")).unwrap()
-}
-
 fn assert_refused(args: &[&str], expected: &[&str]) {
-    let (output, dir, stderr) = run_in_folder(args);
-    assert!(!output.status.success(), "{args:?} should fail; stderr: {stderr}");
-    for text in expected {
-        assert!(stderr.contains(text), "{args:?}: stderr {stderr:?} should contain {text:?}");
-    }
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
-    assert!(files_in(&dir.path().join("out")).is_empty(), "{args:?} wrote a file");
+    assert_refusal(args, run_in_folder(args), expected);
 }
 
 #[test]
@@ -213,7 +175,7 @@ fn bad_pictures_and_upscalers_are_refused_naming_them() {
     assert_refused(&["generate", "--width", "20000", "--height", "20000"], &["width: 20000", "4096"]);
 
     // Upscaler models of another shape.
-    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-sd");
+    let demo = repo_root().join("models/tiny-sd");
     let text_encoder = demo.join("text_encoder").to_str().unwrap().to_string();
     assert_refused(
         &["upscale", "--image", &scene, "--scale", "2", "--upscaler", &text_encoder],

@@ -1,15 +1,12 @@
 //! `pigment generate --embeddings DIR` as a user runs it: embeddings used by name, an unknown one named with
 //! `embedding:` warned about on stderr, one of the wrong width refused in one line before anything is written.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn generate(prompt: &str, embeddings: &str, out: &std::path::Path) -> Output {
-    let embeddings = repo_root().join("tests/fixtures").join(embeddings);
+    let embeddings = common::fixtures().join(embeddings);
     Command::new(env!("CARGO_BIN_EXE_pigment"))
         .args(["generate", "--prompt", prompt, "--embeddings", embeddings.to_str().unwrap()])
         .args(["--width", "64", "--height", "64", "--steps", "2", "--seed", "5", "--device", "cpu"])

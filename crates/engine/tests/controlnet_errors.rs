@@ -31,8 +31,11 @@ fn request(control: ControlRequest) -> GenerateRequest {
 fn a_controlnet_of_another_model_family_is_refused_naming_both() {
     let mut model = load_model(&control_model());
     let unit = ControlNetUnit::new(controlnet("tiny-wide"), canny_image());
-    let control =
-        ControlRequest { controlnets: vec![unit], unet: Some(residual_unet(ResidualKind::ControlNet)), ..ControlRequest::default() };
+    let control = ControlRequest {
+        controlnets: vec![unit],
+        unet: Some(residual_unet(ResidualKind::ControlNet)),
+        ..ControlRequest::default()
+    };
     let mut collect = Collect::default();
     let error = txt2img(&mut model, &request(control), &mut collect).unwrap_err().to_string();
     assert!(error.contains("ControlNet tiny-wide") && error.contains("48 wide"), "{error}");

@@ -168,8 +168,7 @@ fn adapter_pipeline_matches_diffusers() {
         };
         let mut collect = Collect::default();
         txt2img(&mut model, &request, &mut collect).unwrap();
-        let (largest, mean) =
-            difference(&collect.images[0].image, &reference_image(case["file"].as_str().unwrap()));
+        let (largest, mean) = difference(&collect.images[0].image, &reference_image(case["file"].as_str().unwrap()));
         println!("adapter {name}: max {largest}/255, mean {mean:.4}/255");
         if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {
             failures.push(format!("{name}: max {largest}/255, mean {mean:.3}/255"));

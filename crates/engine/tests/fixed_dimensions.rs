@@ -4,24 +4,10 @@
 
 mod common;
 
-use image::RgbImage;
-use pigment_engine::Result;
+use common::Collect;
 use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
+use pigment_engine::pipeline::{GenerateRequest, txt2img};
 use pigment_engine::schedulers::parse_sampler;
-
-#[derive(Default)]
-struct Images(Vec<RgbImage>);
-
-impl GenerationObserver for Images {
-    fn progress(&mut self, _progress: &Progress) -> Control {
-        Control::Continue
-    }
-    fn image(&mut self, image: GeneratedImage) -> Result<()> {
-        self.0.push(image.image);
-        Ok(())
-    }
-}
 
 fn request(width: u32, height: u32) -> GenerateRequest {
     let (sampler, schedule) = parse_sampler("Euler").unwrap();
@@ -57,12 +43,12 @@ fn sessions_are_made_for_the_shapes_they_run_and_the_images_do_not_change() {
     assert!(fixed.fixed_dimensions().iter().all(|(_, dims)| dims.is_empty()), "nothing is fixed before a run");
 
     for (width, height) in [(64, 64), (96, 64)] {
-        let (mut expected, mut got) = (Images::default(), Images::default());
+        let (mut expected, mut got) = (Collect::default(), Collect::default());
         txt2img(&mut free, &request(width, height), &mut expected).unwrap();
         txt2img(&mut fixed, &request(width, height), &mut got).unwrap();
-        assert_eq!(got.0.len(), 2);
+        assert_eq!(got.images.len(), 2);
         // Kernels chosen for known shapes may sum in another order: the same image within rounding.
-        for (ours, reference) in got.0.iter().zip(&expected.0) {
+        for (ours, reference) in got.pictures().into_iter().zip(expected.pictures()) {
             let (max, mean) = common::difference(ours, reference);
             assert!(
                 max <= 1 && mean <= 0.05,

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use common::{Collect, load_model};
+use common::{Collect, copy_folder, load_model};
 
 use ndarray::{Array3, ArrayD};
 use pigment_engine::EngineError;
@@ -17,7 +17,7 @@ use pigment_engine::model::fp16::{
     CONVERTER_VERSION, Fp16Problem, Fp32Reason, GRAPH_FILE, WEIGHTS_FILE, convert_to_fp16, fp16_variant,
 };
 use pigment_engine::model::{ElementType, LoadedModel};
-use pigment_engine::pipeline::{GenerateRequest, txt2img};
+use pigment_engine::pipeline::{Control, GenerateRequest, txt2img};
 use pigment_engine::rng::TorchGenerator;
 use pigment_engine::schedulers::parse_sampler;
 use protobuf::Message;
@@ -29,19 +29,6 @@ use onnx_proto::onnx;
 
 const MAX_RELATIVE_ERROR: f32 = 1e-2;
 const MAX_MEAN_PIXEL_DIFFERENCE: f64 = 2.0;
-
-fn copy_folder(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_folder(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A copy of the demo model whose named parts are replaced by the given converted graphs (with their weights).
 fn demo_with(parts: &[(&str, &Path)]) -> tempfile::TempDir {

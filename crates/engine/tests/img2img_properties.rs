@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Collect, fixture_image, load_demo_model, load_model};
+use common::{Collect, copy_folder_without, fixture_image, load_demo_model, load_model};
 use image::{GrayImage, Luma, RgbImage};
 use pigment_engine::EngineError;
 use pigment_engine::image::InfoText;
@@ -244,24 +244,6 @@ fn hires_fix_upscales_and_records_its_parameters() {
     assert!(error.to_string().contains("hires scale: 100"), "{error}");
 }
 
-/// A copy of `source` (links followed) without the parts in `leave_out`.
-fn copy_model(source: &std::path::Path, target: &std::path::Path, leave_out: &[&str]) {
-    for entry in std::fs::read_dir(source).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().to_string();
-        if leave_out.contains(&name.as_str()) {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            std::fs::create_dir_all(target.join(&name)).unwrap();
-            copy_model(&path, &target.join(&name), &[]);
-        } else {
-            std::fs::copy(&path, target.join(&name)).unwrap();
-        }
-    }
-}
-
 #[test]
 fn an_overflowing_fp16_vae_is_retried_with_the_fp32_decoder_or_reported() {
     let folder = common::fixtures().join("models/tiny-sd-fp16-vae");
@@ -276,7 +258,7 @@ fn an_overflowing_fp16_vae_is_retried_with_the_fp32_decoder_or_reported() {
     assert_eq!(collect.images[0].image, reference.images[0].image);
 
     let without = tempfile::tempdir().unwrap();
-    copy_model(&folder, without.path(), &["vae_decoder_fp32"]);
+    copy_folder_without(&folder, without.path(), &["vae_decoder_fp32"]);
     let mut fp16_only = load_model(without.path());
     let error = txt2img(&mut fp16_only, &request("euler", 4), &mut Collect::default()).unwrap_err();
     assert!(matches!(error, EngineError::NonFinite { .. }), "{error}");

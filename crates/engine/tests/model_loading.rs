@@ -5,24 +5,11 @@ mod common;
 
 use std::path::Path;
 
-use common::Collect;
+use common::{Collect, copy_folder};
 
 use pigment_engine::EngineError;
 use pigment_engine::model::{ElementType, LoadedModel, ModelFolder};
 use pigment_engine::pipeline::{GenerateRequest, txt2img};
-
-fn copy_folder(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_folder(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A writable copy of the demo model to break.
 fn demo_copy() -> tempfile::TempDir {

@@ -6,6 +6,7 @@
 mod common;
 
 use ndarray::Array2;
+use pigment_engine::model::LoadedModel;
 use pigment_engine::text::{EmbeddingLibrary, ScheduledConditioning, encode_texts};
 use serde_json::Value;
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+use pigment_engine::model::LoadedModel;
 use pigment_engine::text::{EmbeddingLibrary, chunk_prompt, parse_attention, prompt_schedule, split_and};
 use serde_json::Value;
 

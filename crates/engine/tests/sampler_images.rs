@@ -12,9 +12,9 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use common::{Collect, case_request, fixture_image, load_demo_model};
 use image::RgbImage;
 use ndarray::{Array2, ArrayD, Axis, concatenate};
-use common::{Collect, case_request, fixture_image, load_demo_model};
 use pigment_engine::image::decoded_to_rgb;
 use pigment_engine::model::LoadedModel;
 use pigment_engine::pipeline::txt2img;

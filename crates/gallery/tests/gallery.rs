@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 use pigment_gallery::{
@@ -39,16 +39,6 @@ fn search(gallery: &Gallery, text: &str) -> Vec<String> {
 
 fn all_names(gallery: &Gallery) -> Vec<String> {
     search(gallery, "")
-}
-
-fn png_names(folder: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(folder)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".png") && !n.starts_with('.'))
-        .collect();
-    names.sort();
-    names
 }
 
 /// Three PNGs, one per tool.

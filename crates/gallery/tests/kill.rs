@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -36,16 +36,6 @@ fn child_saves_a_batch() {
     }
 }
 
-fn visible_pngs(folder: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(folder)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".png") && !n.starts_with('.'))
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_batch_killed_mid_way_leaves_whole_images_and_an_index_that_matches_them() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -56,7 +46,7 @@ fn a_batch_killed_mid_way_leaves_whole_images_and_an_index_that_matches_them() {
     std::fs::create_dir_all(&folder).unwrap();
     let mut temporary_files_seen = 0;
     for (round, delay_ms) in [0u64, 7, 23].into_iter().enumerate() {
-        let start = visible_pngs(&folder).len() + round * 1000;
+        let start = png_names(&folder).len() + round * 1000;
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["child_saves_a_batch", "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
@@ -64,9 +54,9 @@ fn a_batch_killed_mid_way_leaves_whole_images_and_an_index_that_matches_them() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let before = visible_pngs(&folder).len();
+        let before = png_names(&folder).len();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while visible_pngs(&folder).len() < before + 4 {
+        while png_names(&folder).len() < before + 4 {
             assert!(Instant::now() < deadline, "the child saves images");
             assert!(child.try_wait().unwrap().is_none(), "the child is still running");
             std::thread::sleep(Duration::from_millis(2));
@@ -81,7 +71,7 @@ fn a_batch_killed_mid_way_leaves_whole_images_and_an_index_that_matches_them() {
             .count();
 
         // Every file under an image's name is a whole PNG with its parameters.
-        let names = visible_pngs(&folder);
+        let names = png_names(&folder);
         assert!(names.len() >= before + 4);
         for name in &names {
             let path = folder.join(name);

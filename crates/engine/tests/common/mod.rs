@@ -43,6 +43,28 @@ pub fn runtime() -> Runtime {
         .clone()
 }
 
+/// A copy of folder `from` in `to`.
+pub fn copy_folder(from: &Path, to: &Path) {
+    copy_folder_without(from, to, &[]);
+}
+
+/// A copy of folder `from` in `to` (links followed), without the entries of `from` named in `leave_out`.
+pub fn copy_folder_without(from: &Path, to: &Path, leave_out: &[&str]) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if leave_out.iter().any(|name| entry.file_name() == *name) {
+            continue;
+        }
+        let (path, target) = (entry.path(), to.join(entry.file_name()));
+        if path.is_dir() {
+            copy_folder(&path, &target);
+        } else {
+            std::fs::copy(&path, target).unwrap();
+        }
+    }
+}
+
 /// A model folder loaded on [`runtime`].
 pub fn load_model(folder: &Path) -> LoadedModel {
     LoadedModel::open(&runtime(), folder).unwrap_or_else(|e| panic!("{}: {e}", folder.display()))

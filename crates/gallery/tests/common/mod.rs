@@ -1,10 +1,22 @@
-//! PNG files as AUTOMATIC1111 (through the engine's writer), ComfyUI and InvokeAI lay out their metadata.
-#![allow(dead_code)]
+//! PNG files as AUTOMATIC1111 (through the engine's writer), ComfyUI and InvokeAI lay out their metadata, and the
+//! PNG files a folder holds.
+#![allow(dead_code)] // each test file is its own crate and uses a different part of this module
 
 use std::path::Path;
 
 use image::RgbImage;
 use pigment_engine::image::{InfoText, PARAMETERS_KEY, write_png_atomically};
+
+/// The names of the PNG files in `folder`, sorted; hidden ones (an atomic write's temporary file) left out.
+pub fn png_names(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".png") && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
 
 pub fn pixels(width: u32, height: u32, seed: u32) -> RgbImage {
     RgbImage::from_fn(width, height, |x, y| {
