@@ -3,7 +3,7 @@ import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import App from "../../src/App.svelte";
 import { createAppStates } from "../../src/lib/state/app";
-import type { ModelReport } from "../../src/lib/types";
+import type { ModelReport, SettingsUpdate } from "../../src/lib/types";
 import { demoModel, fakeApi } from "./fake-api";
 
 const added: ModelReport = {
@@ -62,5 +62,31 @@ describe("the settings view", () => {
     await user.click(screen.getByRole("button", { name: "Save" }));
     expect((await screen.findByText(/next time Pigment starts/)).id).toBe("settings-saved");
     await waitFor(() => expect(document.documentElement.dataset.theme).toBe("dark"));
+  });
+
+  it("switches the AUTOMATIC1111 API on with its port and shows where it listens", async () => {
+    let listening: string | null = null;
+    const saved: SettingsUpdate[] = [];
+    const fake = fakeApi({
+      saveSettings: async (update) => {
+        saved.push(update);
+        listening = update.apiServer.enabled ? `127.0.0.1:${update.apiServer.port}` : null;
+        return { settings: { ...update, modelFolders: [] }, restartNeeded: false };
+      },
+    });
+    const appInfo = fake.api.appInfo;
+    fake.api.appInfo = async () => ({ ...(await appInfo()), apiServerAddress: listening });
+    render(App, { props: createAppStates(fake.api) });
+    const user = userEvent.setup();
+    await user.click(await screen.findByRole("tab", { name: "Settings" }));
+    expect((await screen.findByText("Off.")).id).toBe("api-status");
+    await user.click(screen.getByRole("checkbox", { name: /Serve the API/ }));
+    const port = screen.getByLabelText("Port") as HTMLInputElement;
+    await user.clear(port);
+    await user.type(port, "7861");
+    await user.click(screen.getByRole("button", { name: "Save" }));
+    await waitFor(() => expect(saved).toHaveLength(1));
+    expect(saved[0].apiServer).toEqual({ enabled: true, port: 7861 });
+    expect((await screen.findByText(/Listening on http:\/\/127\.0\.0\.1:7861\/sdapi\/v1/)).id).toBe("api-status");
   });
 });
