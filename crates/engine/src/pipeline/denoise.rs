@@ -9,7 +9,7 @@ use ndarray::{ArrayD, Axis, concatenate};
 use super::Timings;
 use super::control::ControlState;
 use super::guidance::Guidance;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::model::UnetSession;
 use crate::schedulers::{BatchNoise, Scheduler};
 
@@ -43,8 +43,18 @@ impl Denoise<'_, '_> {
         for (index, &timestep) in timesteps.iter().enumerate().skip(self.first_step) {
             let mut scaled = self.scheduler.scale_model_input(&latents, index);
             if let Some(extra) = self.extra_channels {
-                scaled =
-                    concatenate(Axis(1), &[scaled.view(), extra.view()]).expect("latents and extra channels align");
+                // The extra channels come from the VAE encoder: a model whose encoder does not downsample by the
+                // UNet's factor gives other sizes, an error rather than a panic.
+                scaled = concatenate(Axis(1), &[scaled.view(), extra.view()]).map_err(|e| {
+                    EngineError::inference(
+                        "unet",
+                        format!(
+                            "the latents {:?} and the inpainting channels {:?} do not align: {e}",
+                            scaled.shape(),
+                            extra.shape()
+                        ),
+                    )
+                })?;
             }
             let unet_started = Instant::now();
             let prediction = match self.control {

@@ -340,11 +340,24 @@ fn inpaint_with_mask(
             (Some(known), false) => scheduler.add_noise(known, &eps, first),
             _ => eps.mapv(|v| v * scheduler.init_noise_sigma()),
         };
-        let extra = masked_latents.map(|masked| {
-            let masks = vec![latent_mask.view(); batch_size];
-            let masks = concatenate(Axis(0), &masks).expect("equal shapes");
-            concatenate(Axis(1), &[masks.view(), masked.view()]).expect("mask and masked latents align")
-        });
+        let extra = masked_latents
+            .map(|masked| {
+                let masks = vec![latent_mask.view(); batch_size];
+                let masks = concatenate(Axis(0), &masks).expect("copies of one mask have equal shapes");
+                // The masked latents come from the VAE encoder, the mask from the picture's size: a VAE that does not
+                // downsample by 8 gives other sizes, said rather than a panic.
+                concatenate(Axis(1), &[masks.view(), masked.view()]).map_err(|e| {
+                    EngineError::inference(
+                        "vae_encoder",
+                        format!(
+                            "the mask {:?} and the masked image's latents {:?} do not align: {e}",
+                            masks.shape(),
+                            masked.shape()
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
         let timesteps = scheduler.timesteps().len();
         let blend_with = if nine_channels { None } else { image_latents.as_ref() };
         let noising = create_scheduler(generate.sampler, generate.schedule, &model.scheduler_config, generate.steps)?;
