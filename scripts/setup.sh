@@ -10,10 +10,11 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from
 mkdir -p "$root/outputs"
 
 # Tauri 2 on Linux builds against WebKitGTK 4.1 and GTK 3; the end-to-end tests drive the app through
-# WebKitWebDriver under Xvfb; the UI's browser tests use Debian's Chromium (Playwright downloads no browser).
+# WebKitWebDriver under Xvfb, and its native windows (save dialog, drag and drop from a GTK drag source in
+# Debian's Python) with xdotool; the UI's browser tests use Debian's Chromium (Playwright downloads no browser).
 system_packages=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
-  libjavascriptcoregtk-4.1-dev webkit2gtk-driver xvfb xauth chromium
+  libjavascriptcoregtk-4.1-dev webkit2gtk-driver xvfb xauth chromium xdotool python3-gi gir1.2-gtk-3.0
   python3-venv
 )
 if [ "$(uname -s)" = Linux ] && command -v dpkg-query >/dev/null; then

@@ -157,7 +157,8 @@ impl<R: Runtime> QueueBackend<R> {
         let label = format!("API: {prompt}");
         let batches = generate.batch_count;
         let images = generate.batch_size * generate.batch_count;
-        let job = GenerationJob { request, model: path, output_folder: state.output_folder() };
+        let job =
+            GenerationJob { request, model: path, output_folder: state.output_folder(), control: Default::default() };
         Ok((QueuedJob { job, label, images }, batches))
     }
 

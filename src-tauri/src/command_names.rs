@@ -35,4 +35,8 @@ pub const NAMES: &[&str] = &[
     "gallery_reveal",
     "watch_dropped_files",
     "gallery_import_dropped",
+    "list_control_models",
+    "preprocess_control",
+    "save_mask_as",
+    "read_dropped_picture",
 ];

@@ -26,7 +26,7 @@ impl EventSink for ChannelSink {
 }
 
 /// Runs `work` on a blocking thread with the state (model loading, inspection, dialogs).
-async fn blocking<R: Runtime, T: Send + 'static>(
+pub(crate) async fn blocking<R: Runtime, T: Send + 'static>(
     app: &AppHandle<R>,
     work: impl FnOnce(&AppState) -> Result<T> + Send + 'static,
 ) -> Result<T> {

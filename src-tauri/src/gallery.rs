@@ -1,6 +1,7 @@
 //! The gallery in the app: thin commands over `pigment-gallery`, the index of the current output folder (one index
-//! and thumbnail cache per folder under `<app data>/gallery/`), indexing of each image a job saves, and "PNG Info"
-//! for files dropped on the window (sent over a channel, so the window needs no event permission).
+//! and thumbnail cache per folder under `<app data>/gallery/`), indexing of each image a job saves, and the pictures
+//! dropped on the window (sent over a channel, so the window needs no event permission; the window gives them to the
+//! view shown: "PNG Info" or the canvas).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -39,10 +40,13 @@ impl From<GalleryError> for AppError {
     }
 }
 
-/// A PNG dropped on the window, with what its metadata says.
+/// The files a drop may bring: the formats the engine reads (`pigment_engine::image::load_image`).
+const PICTURE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp"];
+
+/// A picture dropped on the window, with what its metadata says ("PNG Info").
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DroppedPng {
+pub struct DroppedImage {
     pub path: PathBuf,
     pub file_name: String,
     pub metadata: Option<ImageMetadata>,
@@ -68,10 +72,10 @@ pub struct GalleryService {
     /// One scan at a time (the startup reconcile, a rescan the user asked for).
     scanning: Mutex<()>,
     cancel_scan: AtomicBool,
-    /// Where "PNG Info" for dropped files goes.
-    drops: Mutex<Option<Channel<DroppedPng>>>,
-    /// Files the user dropped on the window this session: the only paths outside the gallery folder an import
-    /// may name.
+    /// Where the pictures dropped on the window go.
+    drops: Mutex<Option<Channel<DroppedImage>>>,
+    /// Pictures the user dropped on the window this session: the only paths outside the gallery folder an import
+    /// or the canvas may read.
     dropped: Mutex<HashSet<PathBuf>>,
 }
 
@@ -135,14 +139,17 @@ impl GalleryService {
         }
     }
 
-    pub fn watch_drops(&self, channel: Channel<DroppedPng>) {
+    pub fn watch_drops(&self, channel: Channel<DroppedImage>) {
         *lock(&self.drops) = Some(channel);
     }
 
-    /// Files dropped on the window: each PNG's metadata goes to the window's "PNG Info".
+    /// Files dropped on the window: each picture goes to the window with its "PNG Info".
     pub fn dropped(&self, paths: &[PathBuf]) {
         let channel = lock(&self.drops).clone();
-        for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"))) {
+        let is_picture = |path: &&PathBuf| {
+            path.extension().is_some_and(|e| PICTURE_EXTENSIONS.iter().any(|known| e.eq_ignore_ascii_case(known)))
+        };
+        for path in paths.iter().filter(is_picture) {
             lock(&self.dropped).insert(path.clone());
             let info = png_info(path);
             if let Some(channel) = &channel {
@@ -159,12 +166,7 @@ impl GalleryService {
             .map_err(|e| AppError::Write { path: target_folder.clone(), reason: e.to_string() })?;
         let mut ids = Vec::new();
         for path in paths {
-            if !lock(&self.dropped).contains(path) {
-                return Err(AppError::PathNotAllowed {
-                    path: path.clone(),
-                    reason: "only files dropped on the window can be imported".into(),
-                });
-            }
+            self.check_dropped(path, "imported")?;
             read_metadata(path).map_err(AppError::from)?;
             let target = free_name(&target_folder, path);
             std::fs::copy(path, &target)
@@ -172,6 +174,17 @@ impl GalleryService {
             ids.push(gallery.index_file(&target)?.id);
         }
         Ok(ids)
+    }
+
+    /// Refuses `path` unless the user dropped it on the window this session (the window may name no other file).
+    pub fn check_dropped(&self, path: &Path, action: &str) -> Result<()> {
+        if lock(&self.dropped).contains(path) {
+            return Ok(());
+        }
+        Err(AppError::PathNotAllowed {
+            path: path.to_path_buf(),
+            reason: format!("only pictures dropped on the window can be {action}"),
+        })
     }
 
     pub fn shutdown(&self) {
@@ -191,18 +204,22 @@ fn free_name(folder: &Path, source: &Path) -> PathBuf {
     candidate
 }
 
-/// "PNG Info" of any PNG file.
-pub fn png_info(path: &Path) -> DroppedPng {
+/// "PNG Info" of any PNG file (other pictures carry none that Pigment reads).
+pub fn png_info(path: &Path) -> DroppedImage {
     let file_name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+        let error = format!("{file_name} is not a PNG: PNG Info reads the parameters PNG files carry");
+        return DroppedImage { path: path.to_path_buf(), file_name, metadata: None, reuse: None, error: Some(error) };
+    }
     match read_metadata(path) {
-        Ok(metadata) => DroppedPng {
+        Ok(metadata) => DroppedImage {
             path: path.to_path_buf(),
             file_name,
             reuse: Some(metadata.reuse()),
             metadata: Some(metadata),
             error: None,
         },
-        Err(error) => DroppedPng {
+        Err(error) => DroppedImage {
             path: path.to_path_buf(),
             file_name,
             metadata: None,
@@ -362,9 +379,9 @@ pub async fn gallery_reveal<R: Runtime>(app: AppHandle<R>, file_name: String) ->
     tauri_plugin_opener::reveal_item_in_dir(&path).map_err(|e| AppError::platform("open the containing folder", e))
 }
 
-/// Registers the channel that receives "PNG Info" for files dropped on the window.
+/// Registers the channel that receives the pictures dropped on the window.
 #[tauri::command]
-pub async fn watch_dropped_files(state: State<'_, AppState>, on_drop: Channel<DroppedPng>) -> Result<()> {
+pub async fn watch_dropped_files(state: State<'_, AppState>, on_drop: Channel<DroppedImage>) -> Result<()> {
     state.gallery.watch_drops(on_drop);
     Ok(())
 }

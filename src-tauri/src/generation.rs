@@ -10,8 +10,9 @@ use pigment_engine::image::{
 };
 use pigment_engine::model::LoadedModel;
 use pigment_engine::pipeline::{
-    Control, GenerateRequest, GeneratedImage, GenerationObserver, HiresFix, Img2ImgRequest, InpaintRequest,
-    OutpaintRequest, Progress, Stage, img2img, inpaint, outpaint, txt2img, txt2img_hires,
+    Control, ControlModels, ControlRequest, ControlSpec, GenerateRequest, GeneratedImage, GenerationObserver, HiresFix,
+    Img2ImgRequest, InpaintRequest, OutpaintRequest, Progress, Stage, img2img, inpaint, outpaint, txt2img,
+    txt2img_hires,
 };
 
 use crate::error::{AppError, Result};
@@ -46,22 +47,39 @@ impl JobRequest {
             JobRequest::Outpaint(request) => &request.generate,
         }
     }
+
+    /// The same request with `control` (models loaded) in place of its own.
+    fn with_control(&self, control: ControlRequest) -> JobRequest {
+        let mut request = self.clone();
+        let generate = match &mut request {
+            JobRequest::Txt2Img(request) | JobRequest::Txt2ImgHires(request, _) => request,
+            JobRequest::Img2Img(request) => &mut request.generate,
+            JobRequest::Inpaint(request) => &mut request.generate,
+            JobRequest::Outpaint(request) => &mut request.generate,
+        };
+        *generate.control = control;
+        request
+    }
 }
 
 pub struct GenerationJob {
     pub request: JobRequest,
     pub model: PathBuf,
     pub output_folder: PathBuf,
+    /// ControlNets or adapters with their preprocessed pictures; their models load when the job runs.
+    pub control: ControlSpec,
 }
 
 pub struct EngineBackend {
     runtime: Arc<RuntimeSlot>,
     loaded: Option<LoadedModel>,
+    /// The ControlNets, adapters and residual UNet of the last job with control, kept for the next.
+    control_models: ControlModels,
 }
 
 impl EngineBackend {
     pub fn new(runtime: Arc<RuntimeSlot>) -> EngineBackend {
-        EngineBackend { runtime, loaded: None }
+        EngineBackend { runtime, loaded: None, control_models: ControlModels::default() }
     }
 
     /// The model for `folder`, loading it only when it is not the one already loaded.
@@ -87,17 +105,41 @@ impl Backend for EngineBackend {
 
     fn run(&mut self, job: &GenerationJob, cancel: &CancelFlag, events: &dyn EventSink) -> Result<usize> {
         check_writable_folder(&job.output_folder)?;
-        let model = self.model_for(&job.model, events)?;
         let mut observer = JobObserver::new(job.request.generate(), &job.output_folder, cancel, events);
-        match &job.request {
+        let first_number = observer.next_number;
+        // Depth and openpose pictures go through their annotator here, not at submit: it is slow on big models.
+        let mut control_spec = job.control.clone();
+        if control_spec.needs_annotation() {
+            control_spec
+                .annotate(&self.runtime.get()?, &mut |progress| observer.progress(progress))
+                .map_err(crate::control::annotator_error)?;
+        }
+        self.model_for(&job.model, events)?;
+        let control = self.control_models.request(&self.runtime.get()?, &job.model, &control_spec)?;
+        let request = job.request.with_control(control);
+        let model = self.loaded.as_mut().ok_or(AppError::NoModel)?;
+        match &request {
             JobRequest::Txt2Img(request) => txt2img(model, request, &mut observer)?,
             JobRequest::Txt2ImgHires(request, hires) => txt2img_hires(model, request, hires, None, &mut observer)?,
             JobRequest::Img2Img(request) => img2img(model, request, &mut observer)?,
             JobRequest::Inpaint(request) => inpaint(model, request, &mut observer)?,
             JobRequest::Outpaint(request) => outpaint(model, request, &mut observer)?,
         };
+        save_control_images(&control_spec, &job.output_folder, first_number)?;
         Ok(observer.saved)
     }
+}
+
+/// Each preprocessed control picture beside the job's first image, `NNNNN-control-I.png` as `pigment` names them;
+/// pictures used as they are (`none`) are not copied.
+fn save_control_images(control: &ControlSpec, folder: &Path, number: u64) -> Result<()> {
+    for (index, unit) in control.units.iter().enumerate() {
+        if unit.preprocessing.module != "none" {
+            let path = numbered_image_path(folder, number, format!("control-{index}"));
+            write_png_atomically(&path, &crate::control::visible(&unit.image), &[])?;
+        }
+    }
+    Ok(())
 }
 
 struct JobObserver<'a> {

@@ -6,8 +6,10 @@
 //! list (`library.rs`), settings (`settings.rs`) and path checks (`paths.rs`).
 
 pub mod api_server;
+pub mod canvas;
 pub mod command_names;
 pub mod commands;
+pub mod control;
 pub mod error;
 pub mod gallery;
 pub mod generation;
@@ -73,6 +75,10 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             gallery::gallery_reveal,
             gallery::watch_dropped_files,
             gallery::gallery_import_dropped,
+            control::list_control_models,
+            control::preprocess_control,
+            canvas::save_mask_as,
+            canvas::read_dropped_picture,
         ])
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pigment_engine::model::{LoadedModel, ModelFolder, TensorSpec};
+use pigment_engine::model::{ANNOTATORS_FOLDER, ControlModelFolder, LoadedModel, ModelFolder, TensorSpec};
 use pigment_engine::runtime::Runtime;
 
 use crate::error::{AppError, Result};
@@ -17,8 +17,13 @@ pub fn list_models(paths: &AppPaths, settings: &Settings) -> Vec<ModelEntry> {
         candidates.push((demo.clone(), ModelSource::Bundled));
     }
     if let Ok(entries) = std::fs::read_dir(&paths.models_folder) {
-        let mut folders: Vec<PathBuf> =
-            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        // ControlNets, adapters and the annotators/ folder share the models folder; the control panel lists them
+        // (control.rs).
+        let mut folders: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && ControlModelFolder::detect(p).is_none())
+            .filter(|p| p.file_name().is_none_or(|name| name != ANNOTATORS_FOLDER))
+            .collect();
         folders.sort();
         candidates.extend(folders.into_iter().map(|p| (p, ModelSource::ModelsFolder)));
     }

@@ -13,6 +13,7 @@ use pigment_engine::pipeline::{
 use pigment_engine::schedulers::{Sampler, SigmaSchedule, parse_sampler};
 use serde::{Deserialize, Serialize};
 
+use crate::control::{ControlUnitParams, default_adapter_factor};
 use crate::error::{AppError, Result};
 use crate::generation::JobRequest;
 
@@ -40,6 +41,15 @@ pub struct GenerateParams {
     /// What to start from: nothing (text to image, when absent), or the canvas's picture (and mask).
     #[serde(default)]
     pub mode: JobMode,
+    /// ControlNet or T2I-Adapter units (the control panel); none by default.
+    #[serde(default)]
+    pub controls: Vec<ControlUnitParams>,
+    /// ControlNets see the prompt only, shallow residuals weaker (A1111's "ControlNet is more important").
+    #[serde(default)]
+    pub guess_mode: bool,
+    /// The fraction of the steps, from the first, that get the adapters' features.
+    #[serde(default = "default_adapter_factor")]
+    pub adapter_factor: f64,
 }
 
 /// The canvas modes. Pictures and masks travel as base64 PNG bytes (a `data:image/png;base64,` prefix is
@@ -109,7 +119,7 @@ fn default_outpaint_content() -> String {
 }
 
 /// The bytes of the image `field` carries as base64 (a PNG from the canvas, with or without a data URL prefix).
-fn decode_base64(field: &'static str, text: &str) -> Result<Vec<u8>> {
+pub(crate) fn decode_base64(field: &'static str, text: &str) -> Result<Vec<u8>> {
     let text = text.strip_prefix("data:image/png;base64,").unwrap_or(text);
     base64::engine::general_purpose::STANDARD
         .decode(text.trim())
@@ -117,7 +127,7 @@ fn decode_base64(field: &'static str, text: &str) -> Result<Vec<u8>> {
 }
 
 /// The engine's reading errors (the size checked from the header before decoding) as errors naming `field`.
-fn image_error(field: &'static str, error: pigment_engine::EngineError) -> AppError {
+pub(crate) fn image_error(field: &'static str, error: pigment_engine::EngineError) -> AppError {
     match error {
         pigment_engine::EngineError::ReadFile { reason, .. } => invalid(field, reason),
         pigment_engine::EngineError::InvalidParameter { value, reason, .. } => {
@@ -129,15 +139,14 @@ fn image_error(field: &'static str, error: pigment_engine::EngineError) -> AppEr
 }
 
 /// The picture `field` carries, read as the engine reads files (transparency dropped, 16-bit scaled).
-fn decode_picture(field: &'static str, text: &str) -> Result<RgbImage> {
+pub(crate) fn decode_picture(field: &'static str, text: &str) -> Result<RgbImage> {
     let bytes = decode_base64(field, text)?;
     load_image_bytes(field, &bytes).map(|loaded| loaded.image).map_err(|e| image_error(field, e))
 }
 
 /// The mask at `size`; the canvas paints it at the picture's resolution, so another size is the caller's mistake.
 fn decode_mask(text: &str, size: (u32, u32)) -> Result<GrayImage> {
-    let bytes = decode_base64("mask", text)?;
-    let mask = load_mask_bytes("mask", &bytes).map_err(|e| image_error("mask", e))?;
+    let mask = decode_any_mask("mask", text)?;
     if mask.dimensions() != size {
         return Err(invalid(
             "mask",
@@ -145,6 +154,12 @@ fn decode_mask(text: &str, size: (u32, u32)) -> Result<GrayImage> {
         ));
     }
     Ok(mask)
+}
+
+/// The mask `field` carries, at whatever size it has.
+pub(crate) fn decode_any_mask(field: &'static str, text: &str) -> Result<GrayImage> {
+    let bytes = decode_base64(field, text)?;
+    load_mask_bytes(field, &bytes).map_err(|e| image_error(field, e))
 }
 
 fn parse_masked_content(value: &str) -> Result<MaskedContent> {
@@ -401,6 +416,9 @@ mod tests {
             batch_size: 1,
             batch_count: 1,
             mode: JobMode::Txt2img,
+            controls: Vec::new(),
+            guess_mode: false,
+            adapter_factor: 1.0,
         }
     }
 

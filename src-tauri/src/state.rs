@@ -177,6 +177,7 @@ impl AppState {
             return Err(invalid("prompt", "longer than 100000 characters"));
         }
         let request = params.to_request()?;
+        let control = crate::control::control_spec(params, &self.paths.models_folder)?;
         let generate = request.generate();
         let settings = self.settings();
         let model = if params.model_id.is_empty() {
@@ -186,7 +187,7 @@ impl AppState {
         };
         let images = generate.batch_size * generate.batch_count;
         let label = if generate.prompt.trim().is_empty() { "(no prompt)".to_string() } else { generate.prompt.clone() };
-        let job = GenerationJob { request, model, output_folder: self.output_folder() };
+        let job = GenerationJob { request, model, output_folder: self.output_folder(), control };
         self.submit_job(QueuedJob { job, label, images }, events)
     }
 

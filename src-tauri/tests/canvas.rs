@@ -14,6 +14,7 @@ use pigment_app::models::{GenerateParams, JobEvent};
 use pigment_app::queue::EventSink;
 use pigment_app::state::AppState;
 use serde_json::{Value, json};
+use tauri::Manager;
 
 struct Collector(Mutex<mpsc::Sender<JobEvent>>);
 
@@ -159,4 +160,88 @@ fn a_bad_mask_is_refused_at_submit_naming_the_field() {
     assert_eq!(json["message"], "invalid mask: 32x32 differs from the picture's 64x64");
     assert!(!dir.path().join("outputs").read_dir().unwrap().any(|_| true), "nothing was written");
     state.shutdown();
+}
+
+#[test]
+fn an_exported_mask_is_written_as_the_canvas_painted_it_and_bad_masks_are_refused_before_any_dialog() {
+    let dir = tempfile::tempdir().unwrap();
+    let mask = GrayImage::from_fn(40, 30, |x, y| Luma([if x > 10 && y < 20 { 255 } else { (x * 3) as u8 }]));
+    let decoded = pigment_app::canvas::decode_mask_png(&base64_png(DynamicImage::ImageLuma8(mask.clone()))).unwrap();
+    assert_eq!(decoded, mask);
+    let saved = dir.path().join("mask.png");
+    pigment_app::canvas::write_mask(&saved, &decoded).unwrap();
+    assert_eq!(pigment_engine::image::load_mask(&saved).unwrap(), mask, "the file holds the mask, pixel for pixel");
+    let leftovers: Vec<_> = dir.path().read_dir().unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, ["mask.png"], "no temporary file is left");
+    // A folder that does not exist: the error names the file, and nothing is written.
+    let error = pigment_app::canvas::write_mask(&dir.path().join("gone/mask.png"), &mask).unwrap_err();
+    assert!(error.to_string().contains("gone/mask.png"), "{error}");
+
+    // Through the window's IPC: both are refused before the save dialog would open.
+    let app = common::test_app();
+    let error = app.invoke("save_mask_as", json!({"pngBase64": "data:image/png;base64,not*base64"})).unwrap_err();
+    assert_eq!(error["field"], "mask");
+    assert!(error["message"].as_str().unwrap().starts_with("invalid mask: not base64 image data"), "{error}");
+    let mut jpeg = Cursor::new(Vec::new());
+    DynamicImage::ImageLuma8(mask).write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
+    let jpeg = base64::engine::general_purpose::STANDARD.encode(jpeg.into_inner());
+    let error = app.invoke("save_mask_as", json!({"pngBase64": jpeg})).unwrap_err();
+    assert_eq!(error["field"], "mask");
+    assert_eq!(error["message"], "invalid mask: not a PNG image (its first bytes are ff d8 ff e0 00 10 4a 46)");
+    // PNG's signature on bytes that are not a PNG.
+    let truncated = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nthe rest is missing");
+    let error = app.invoke("save_mask_as", json!({"pngBase64": truncated})).unwrap_err();
+    assert_eq!(error["field"], "mask");
+    assert!(error["message"].as_str().unwrap().starts_with("invalid mask: not an image, or a damaged one"), "{error}");
+}
+
+#[test]
+fn a_picture_dropped_on_the_window_is_read_for_the_canvas_and_no_other_path_is() {
+    let app = common::test_app();
+    let desktop = app.dir.path().join("Desktop");
+    std::fs::create_dir_all(&desktop).unwrap();
+    let photo = picture(48, 32);
+    let jpeg = desktop.join("photo.JPG");
+    DynamicImage::ImageRgb8(photo.clone()).save_with_format(&jpeg, ImageFormat::Jpeg).unwrap();
+    let bmp = desktop.join("photo.bmp");
+    DynamicImage::ImageRgb8(photo.clone()).save_with_format(&bmp, ImageFormat::Bmp).unwrap();
+    let fake = desktop.join("fake.png");
+    std::fs::write(&fake, b"not a picture").unwrap();
+    app.invoke("watch_dropped_files", json!({"onDrop": "__CHANNEL__:3"})).unwrap();
+    let state = app.app.state::<AppState>();
+    state.gallery.dropped(&[jpeg.clone(), desktop.join("notes.txt"), bmp.clone(), fake.clone()]);
+    // Every picture goes to the window (which gives it to the canvas when shown); PNG Info is for PNGs.
+    let sent = app.messages_until(3, |file| file["fileName"] == "fake.png");
+    let names: Vec<&str> = sent.iter().map(|file| file["fileName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["photo.JPG", "photo.bmp", "fake.png"]);
+    assert_eq!(sent[0]["error"], "photo.JPG is not a PNG: PNG Info reads the parameters PNG files carry");
+
+    let read = |path: &Path| app.invoke_bytes("read_dropped_picture", json!({"path": path}));
+    // Sent as a PNG of what the engine reads from the file (JPEG decoding included).
+    let png = read(&jpeg).unwrap();
+    assert_eq!(image::guess_format(&png).unwrap(), ImageFormat::Png);
+    let sent = image::load_from_memory(&png).unwrap().into_rgb8();
+    assert_eq!(sent, pigment_engine::image::load_image(&jpeg).unwrap().image);
+    let sent = image::load_from_memory(&read(&bmp).unwrap()).unwrap().into_rgb8();
+    assert_eq!(sent, photo, "BMP is lossless");
+
+    // A dropped file that is no picture: the error names it.
+    let error = read(&fake).unwrap_err();
+    assert_eq!(error["kind"], "engine");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(&*fake.to_string_lossy()) && message.contains("not an image"), "{message}");
+    // A picture never dropped (the window may name no other file), even one beside a dropped one.
+    let other = desktop.join("other.bmp");
+    std::fs::copy(&bmp, &other).unwrap();
+    for path in [other, PathBuf::from("/etc/hostname")] {
+        let error = read(&path).unwrap_err();
+        assert_eq!(error["kind"], "path_not_allowed");
+        assert_eq!(
+            error["message"],
+            format!(
+                "{} is not allowed here: only pictures dropped on the window can be opened on the canvas",
+                path.display()
+            )
+        );
+    }
 }

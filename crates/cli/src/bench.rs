@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use pigment_engine::model::{LoadedModel, find_demo_model};
 use pigment_engine::pipeline::{GenerateRequest, txt2img};
-use pigment_engine::runtime::{PeakGpuMemoryWatch, peak_process_memory, process_gpu_memory};
+use pigment_engine::runtime::{ExecutionProvider, PeakGpuMemoryWatch, peak_process_memory, process_gpu_memory};
 use pigment_engine::schedulers::parse_sampler;
 
 use crate::generate::TimingsMs;
@@ -65,6 +65,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let started = std::time::Instant::now();
     let mut model = LoadedModel::open(&runtime, &folder)?;
     let load = started.elapsed();
+    // The weights and whatever the sessions took at creation, before any activation or cuDNN workspace.
+    let gpu_memory_after_load = process_gpu_memory();
     let cancel = cancel_on_ctrl_c();
     let mut observer = CliObserver::new(None, cancel, false);
     txt2img(&mut model, &request, &mut observer)?; // warm-up: first runs pay for allocations and kernel selection
@@ -89,6 +91,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         ("vae decode", median(|t| t.vae_decode), "ms"),
         ("end to end", median(|t| t.total), "ms"),
         ("peak RAM", peak_process_memory().unwrap_or(0) as f64 / MIB, "MiB"),
+        ("GPU memory after load", gpu_memory_after_load.unwrap_or(0) as f64 / MIB, "MiB"),
         ("GPU memory", process_gpu_memory().unwrap_or(0) as f64 / MIB, "MiB"),
         ("peak GPU memory", peak_gpu_memory.unwrap_or(0) as f64 / MIB, "MiB"),
     ];
@@ -114,6 +117,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 ("steps".to_string(), args.steps.into()),
                 ("unet_calls".to_string(), runs[0].unet_calls.into()),
                 ("execution_provider".to_string(), runtime.providers().to_string().into()),
+                ("io_binding".to_string(), runtime.io_binding().into()),
+                ("cuda".to_string(), serde_json::to_value(runtime.cuda_options()).unwrap_or_default()),
                 ("precision".to_string(), serde_json::to_value(&precision).unwrap_or_default()),
                 ("model".to_string(), folder.display().to_string().into()),
             ])
@@ -132,6 +137,10 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             runs.len()
         );
         println!("precision {}", precision.reason);
+        println!("IO binding {}", if runtime.io_binding() { "on" } else { "off" });
+        if runtime.providers().active == ExecutionProvider::Cuda {
+            println!("CUDA {:?}", runtime.cuda_options());
+        }
         for (name, value, unit) in table {
             println!("{name:<22} {value:>10.3} {unit}");
         }

@@ -260,19 +260,22 @@ pub fn execute(
 ) -> Result<(), CliError> {
     let folder = args.model_folder()?;
     let plan = OutputPlan::new(args.output.as_deref(), request.batch_size * request.batch_count)?;
-    let control = args.control.prepare(request.width, request.height, &plan)?;
+    let mut control = args.control.prepare(request.width, request.height, &plan)?;
     let embeddings = match &args.embeddings {
         Some(dir) => EmbeddingLibrary::load_folder(dir)?,
         None => EmbeddingLibrary::default(),
     };
     let runtime = args.runtime.load()?;
+    // One Ctrl+C handler for the process: the annotators and the generation share its flag.
+    let cancel = cancel_on_ctrl_c();
+    control.annotate(&runtime, &folder, &cancel)?;
     let load_started = std::time::Instant::now();
     let mut model = LoadedModel::open(&runtime, &folder)?;
     model.set_embeddings(&runtime, &embeddings)?;
     model.vae_tiling.mode = args.vae_tiling;
     let control_request = control.load(&runtime, &folder)?;
     let load_time = load_started.elapsed();
-    let mut observer = CliObserver::new(Some(plan), cancel_on_ctrl_c(), std::io::stderr().is_terminal());
+    let mut observer = CliObserver::new(Some(plan), cancel, std::io::stderr().is_terminal());
     let result = pipeline(&runtime, &mut model, &mut observer, control_request);
     observer.finish();
     let summary = match result {

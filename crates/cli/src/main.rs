@@ -17,7 +17,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pigment_engine::EngineError;
-use pigment_engine::runtime::{DeviceChoice, LowVramChoice, PrecisionChoice, Runtime, RuntimeOptions};
+use pigment_engine::runtime::{
+    ArenaExtension, ConvAlgorithmSearch, CudaOptions, DeviceChoice, IoBindingChoice, LowVramChoice, PrecisionChoice,
+    Runtime, RuntimeOptions,
+};
 
 #[derive(Parser)]
 #[command(name = "pigment", version, about = "Stable Diffusion through ONNX Runtime: generate images, inspect models")]
@@ -38,7 +41,7 @@ enum Command {
     Outpaint(edit::OutpaintArgs),
     /// Make a picture larger with an upscaler model (ESRGAN family, ONNX) or Lanczos.
     Upscale(upscale::UpscaleArgs),
-    /// Make a control image from a picture (for --control), without a model.
+    /// Make a control image from a picture (for --control): canny, or depth and openpose with an annotator model.
     #[command(subcommand)]
     Preprocess(control::PreprocessCommand),
     /// Inspect model folders.
@@ -73,10 +76,30 @@ pub struct RuntimeArgs {
     /// auto (fp16 on GPUs, fp32 on the CPU), fp16 or fp32.
     #[arg(long, default_value = "auto", value_parser = parse_precision)]
     precision: PrecisionChoice,
-    /// Low-VRAM mode: auto (when the GPU has less memory than the model needs at once), on or off. Releases the
-    /// text encoder after use, loads the UNet and VAE in turn, tiles the VAE, keeps cuDNN workspaces small.
+    /// Low-VRAM mode: auto (when the GPU has less memory than the model needs at once), on, medium or off. On
+    /// releases the text encoder after use, loads the UNet and VAE in turn, tiles the VAE, keeps cuDNN workspaces
+    /// small; medium keeps the UNet loaded and only the text encoder and VAE take turns.
     #[arg(long, default_value = "auto", value_parser = parse_low_vram)]
     low_vram: LowVramChoice,
+    /// IO binding for the parts that run at every step (UNet, ControlNets): auto (off until measured on a GPU), on
+    /// or off. Keeps the text embeddings on the device for the whole denoising loop.
+    #[arg(long, default_value = "auto", value_parser = parse_engine_value::<IoBindingChoice>)]
+    io_binding: IoBindingChoice,
+    /// CUDA: how cuDNN picks convolution algorithms: exhaustive (times them all once), heuristic or default.
+    #[arg(long, default_value = "exhaustive", value_parser = parse_engine_value::<ConvAlgorithmSearch>)]
+    cuda_conv_search: ConvAlgorithmSearch,
+    /// CUDA: let cuDNN's algorithm search use as much workspace as it asks (on), or at most 32 MB (off).
+    #[arg(long, default_value = "on", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    cuda_conv_max_workspace: bool,
+    /// CUDA: how the memory arena grows: same-as-requested or next-power-of-two.
+    #[arg(long, default_value = "same-as-requested", value_parser = parse_engine_value::<ArenaExtension>)]
+    cuda_arena: ArenaExtension,
+    /// CUDA: give the memory of the parts that run once per image (text encoder, VAE) back after each run.
+    #[arg(long)]
+    cuda_shrink_after_single_runs: bool,
+    /// CUDA: one memory arena for all the model's parts instead of one each.
+    #[arg(long)]
+    cuda_shared_arena: bool,
 }
 
 impl RuntimeArgs {
@@ -94,9 +117,21 @@ impl RuntimeArgs {
             cache_dir,
             precision: self.precision,
             low_vram: self.low_vram,
+            io_binding: self.io_binding,
+            cuda: CudaOptions {
+                arena_extension: self.cuda_arena,
+                conv_algorithm_search: self.cuda_conv_search,
+                conv_max_workspace: self.cuda_conv_max_workspace,
+                shrink_after_single_runs: self.cuda_shrink_after_single_runs,
+                shared_arena: self.cuda_shared_arena,
+            },
         };
         Ok(Runtime::load(&options)?)
     }
+}
+
+fn parse_engine_value<T: std::str::FromStr<Err = EngineError>>(value: &str) -> Result<T, String> {
+    value.parse().map_err(|e: EngineError| e.to_string())
 }
 
 fn parse_low_vram(value: &str) -> Result<LowVramChoice, String> {

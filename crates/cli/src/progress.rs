@@ -58,6 +58,7 @@ impl GenerationObserver for CliObserver {
             Stage::Decoding => "decoding".to_string(),
             Stage::EncodingImage => "encoding".to_string(),
             Stage::Upscaling => "upscaling".to_string(),
+            Stage::Preprocessing => "preprocessing".to_string(),
         };
         self.bar.set_message(label);
         self.bar.set_length(progress.steps as u64);

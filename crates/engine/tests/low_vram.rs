@@ -7,7 +7,7 @@ mod common;
 use common::Collect;
 use pigment_engine::model::LoadedModel;
 use pigment_engine::pipeline::{GenerateRequest, Img2ImgRequest, VaeTilingMode, img2img, txt2img};
-use pigment_engine::runtime::LowVramChoice;
+use pigment_engine::runtime::{LowVramChoice, MemoryMode};
 use pigment_engine::schedulers::parse_sampler;
 
 fn load(low_vram: LowVramChoice) -> LoadedModel {
@@ -36,8 +36,8 @@ fn request() -> GenerateRequest {
 fn parts_take_turns_and_the_images_do_not_change() {
     let mut full = load(LowVramChoice::Off);
     let mut low = load(LowVramChoice::On);
-    assert!(!full.info().precision.low_vram);
-    assert!(low.info().precision.low_vram, "{}", low.info().precision.reason);
+    assert_eq!(full.info().precision.memory, MemoryMode::Full);
+    assert_eq!(low.info().precision.memory, MemoryMode::Low, "{}", low.info().precision.reason);
     assert_eq!(full.loaded_parts(), ["text_encoder", "unet", "vae_decoder", "vae_encoder"]);
     assert!(low.loaded_parts().is_empty(), "nothing stays loaded after the load: {:?}", low.loaded_parts());
     assert_eq!(low.vae_tiling.mode, VaeTilingMode::Always);
@@ -63,4 +63,21 @@ fn parts_take_turns_and_the_images_do_not_change() {
         "low-VRAM img2img differs from the fully loaded model"
     );
     assert_eq!(low.loaded_parts().len(), 1, "{:?}", low.loaded_parts());
+}
+
+#[test]
+fn in_medium_mode_the_unet_stays_loaded_and_the_images_do_not_change() {
+    let mut full = load(LowVramChoice::Off);
+    let mut medium = load(LowVramChoice::Medium);
+    let decision = medium.info().precision;
+    assert_eq!(decision.memory, MemoryMode::Medium, "{}", decision.reason);
+    assert_eq!(medium.loaded_parts(), ["unet"], "only the UNet is loaded ahead of use");
+    assert_eq!(medium.vae_tiling.mode, full.vae_tiling.mode, "medium mode does not tile the VAE");
+
+    let (mut expected, mut got) = (Collect::default(), Collect::default());
+    txt2img(&mut full, &request(), &mut expected).unwrap();
+    txt2img(&mut medium, &request(), &mut got).unwrap();
+    assert_eq!(got.images.len(), 4);
+    assert!(expected.pictures() == got.pictures(), "medium-VRAM txt2img differs from the fully loaded model");
+    assert_eq!(medium.loaded_parts(), ["unet", "vae_decoder"], "the UNet beside the part that ran last");
 }

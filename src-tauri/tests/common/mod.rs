@@ -77,6 +77,19 @@ pub fn test_app() -> TestApp {
     test_app_in(tempfile::tempdir().unwrap())
 }
 
+/// The request the window sends to call `cmd` with `body`.
+fn invoke_request(cmd: &str, body: Value) -> InvokeRequest {
+    InvokeRequest {
+        cmd: cmd.into(),
+        callback: CallbackFn(0),
+        error: CallbackFn(1),
+        url: "tauri://localhost".parse().unwrap(),
+        body: InvokeBody::Json(body),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_string(),
+    }
+}
+
 /// Whether `event` is a job's last event.
 pub fn is_last_job_event(event: &Value) -> bool {
     matches!(event["kind"].as_str(), Some("finished" | "cancelled" | "failed"))
@@ -85,16 +98,16 @@ pub fn is_last_job_event(event: &Value) -> bool {
 impl TestApp {
     /// Calls command `cmd` as the window does.
     pub fn invoke(&self, cmd: &str, body: Value) -> Result<Value, Value> {
-        let request = InvokeRequest {
-            cmd: cmd.into(),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().unwrap(),
-            body: InvokeBody::Json(body),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        };
-        tauri::test::get_ipc_response(&self.window, request).map(|b| b.deserialize::<Value>().unwrap())
+        tauri::test::get_ipc_response(&self.window, invoke_request(cmd, body))
+            .map(|b| b.deserialize::<Value>().unwrap())
+    }
+
+    /// Calls command `cmd`, which answers with bytes (a `tauri::ipc::Response`), as the window does.
+    pub fn invoke_bytes(&self, cmd: &str, body: Value) -> Result<Vec<u8>, Value> {
+        tauri::test::get_ipc_response(&self.window, invoke_request(cmd, body)).map(|b| match b {
+            InvokeResponseBody::Raw(bytes) => bytes,
+            InvokeResponseBody::Json(json) => panic!("{cmd} answered JSON, not bytes: {json}"),
+        })
     }
 
     /// The next message of `channel`, keeping other channels' messages for later.

@@ -3,7 +3,7 @@
 import { Channel, convertFileSrc, invoke } from "@tauri-apps/api/core";
 import type {
   AppError,
-  DroppedPng,
+  DroppedImage,
   GalleryBoard,
   GalleryFilters,
   GalleryImageDetail,
@@ -14,6 +14,9 @@ import type {
   ScanProgress,
   ScanReport,
   AppInfo,
+  ControlModelList,
+  ControlPreview,
+  ControlUnitParams,
   GenerateParams,
   JobEvent,
   JobSummary,
@@ -68,12 +71,21 @@ export const api = {
   galleryCancelScan: () => invoke<void>("gallery_cancel_scan"),
   galleryReveal: (fileName: string) => invoke<void>("gallery_reveal", { fileName }),
   galleryImportDropped: (paths: string[]) => invoke<number[]>("gallery_import_dropped", { paths }),
-  /** "PNG Info" for every PNG dropped on the window arrives at `onDrop`. */
-  watchDroppedFiles(onDrop: (info: DroppedPng) => void): Promise<void> {
-    const channel = new Channel<DroppedPng>();
+  /** Every picture dropped on the window arrives at `onDrop` (Tauri's drop handler takes file drops from the page). */
+  watchDroppedFiles(onDrop: (info: DroppedImage) => void): Promise<void> {
+    const channel = new Channel<DroppedImage>();
     channel.onmessage = onDrop;
     return invoke<void>("watch_dropped_files", { onDrop: channel });
   },
+  /** "Export mask": a native save dialog writes the mask PNG; the chosen path, or null when cancelled. */
+  saveMaskAs: (pngBase64: string) => invoke<string | null>("save_mask_as", { pngBase64 }),
+  /** A picture dropped on the window this session, as PNG bytes (read as the engine reads pictures). */
+  readDroppedPicture: (path: string) => invoke<ArrayBuffer>("read_dropped_picture", { path }),
+  /** The ControlNets and T2I-Adapters in the models folder, and the annotators installed there. */
+  listControlModels: () => invoke<ControlModelList>("list_control_models"),
+  /** A control unit's picture preprocessed at the generation size (`mask`: the canvas's, for `inpaint`). */
+  preprocessControl: (unit: ControlUnitParams, width: number, height: number, mask: string | null) =>
+    invoke<ControlPreview>("preprocess_control", { unit, width, height, mask }),
   /** A generated image's file as a URL the window may load (Tauri's asset protocol, scoped to the app's folders). */
   imageUrl: (path: string) => convertFileSrc(path),
 };

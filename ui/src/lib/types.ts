@@ -22,6 +22,66 @@ export interface GenerateParams {
   batchCount: number;
   /** The canvas's modes; absent is text to image. */
   mode?: JobMode;
+  /** ControlNet / T2I-Adapter units (the control panel); absent is none. */
+  controls?: ControlUnitParams[];
+  /** ControlNets see the prompt only (A1111's "ControlNet is more important"). */
+  guessMode?: boolean;
+  /** The fraction of the steps, from the first, that get the adapters' features. */
+  adapterFactor?: number;
+}
+
+export type ControlKind = "controlnet" | "adapter";
+export type ControlPreprocessor = "none" | "canny" | "scribble" | "lineart" | "tile" | "inpaint" | "depth" | "openpose";
+
+/** One control unit as src-tauri/src/control.rs takes it; pictures and masks as base64 PNG. */
+export interface ControlUnitParams {
+  enabled: boolean;
+  kind: ControlKind;
+  /** The ControlNet's or adapter's folder name in the models folder. */
+  model: string;
+  image: string;
+  preprocessor: ControlPreprocessor;
+  cannyLow: number;
+  cannyHigh: number;
+  /** `inpaint`'s mask; the canvas's mask when null. */
+  mask: string | null;
+  weight: number;
+  start: number;
+  end: number;
+}
+
+export interface ControlModelEntry {
+  name: string;
+  kind: ControlKind;
+  path: string;
+  /** The base model family it is made for ("SD 1.x", "SDXL", ...). */
+  family: string | null;
+  contextWidth: number | null;
+}
+
+/** A preprocessor that needs an annotator model (`depth`, `openpose`), and whether one is installed. */
+export interface AnnotatorEntry {
+  name: "depth" | "openpose";
+  /** The annotator folder it uses; null when none is installed. */
+  folder: string | null;
+  /** Where annotators are looked for: the models folder's annotators/. */
+  lookedIn: string;
+}
+
+/** `list_control_models`: the ControlNets and adapters, and the annotator preprocessors. */
+export interface ControlModelList {
+  models: ControlModelEntry[];
+  annotators: AnnotatorEntry[];
+}
+
+/** A unit's preprocessed picture, as the job will use it. */
+export interface ControlPreview {
+  /** A PNG `data:` URL. */
+  image: string;
+  width: number;
+  height: number;
+  module: string;
+  params: [string, string][];
 }
 
 export type MaskedContent = "fill" | "original" | "latent-noise" | "latent-nothing";
@@ -53,7 +113,7 @@ export type JobMode =
       maskedContent: MaskedContent;
     };
 
-export type Stage = "encoding_prompt" | "encoding_image" | "denoising" | "decoding" | "upscaling";
+export type Stage = "encoding_prompt" | "encoding_image" | "denoising" | "decoding" | "upscaling" | "preprocessing";
 
 export interface ProgressReport {
   stage: Stage;
@@ -278,8 +338,8 @@ export interface HistoryEntry {
   reuse: ReuseParams;
 }
 
-/** "PNG Info" of a file dropped on the window. */
-export interface DroppedPng {
+/** A picture dropped on the window (PNG, JPEG, WebP or BMP), with its "PNG Info" (an error for other than PNG). */
+export interface DroppedImage {
   path: string;
   fileName: string;
   metadata: ImageMetadata | null;

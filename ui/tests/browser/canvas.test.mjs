@@ -107,11 +107,13 @@ async function stroke(page, view, points, steps = 25) {
   return points.map(([px, py]) => view.toImage(px, py));
 }
 
+/** "Export mask…": the mask the canvas hands to the app's save dialog (save_mask_as). */
 async function exportedMask(page) {
+  const before = (await calls(page, "save_mask_as")).length;
   await page.click("#mask-export");
-  const href = await page.locator('a[download="mask.png"]').getAttribute("href");
-  assert.match(href, /^data:image\/png;base64,/);
-  const png = PNG.sync.read(Buffer.from(href.split(",")[1], "base64"));
+  await page.waitForFunction((n) => window.__PIGMENT_CALLS__.filter((c) => c.cmd === "save_mask_as").length > n, before);
+  const { pngBase64 } = (await calls(page, "save_mask_as")).at(-1).args;
+  const png = PNG.sync.read(Buffer.from(pngBase64, "base64"));
   assert.deepEqual([png.width, png.height], [WIDTH, HEIGHT], "the mask is at image resolution");
   const values = new Uint8Array(WIDTH * HEIGHT);
   for (let i = 0; i < values.length; i++) values[i] = png.data[i * 4];
@@ -291,6 +293,7 @@ describe("the canvas with mocked IPC", () => {
     await page.setInputFiles("#mask-import", { name: "mask.png", mimeType: "image/png", buffer: PNG.sync.write(mask) });
     await page.waitForFunction(() => !document.querySelector("#mask-undo")?.hasAttribute("disabled"));
     const imported = await exportedMask(page);
+    await page.locator("#canvas-notice", { hasText: "Mask saved to /home/user/mask.png" }).waitFor();
     for (let y = 0; y < HEIGHT; y++) {
       for (let x = 0; x < WIDTH; x++) assert.equal(imported[y * WIDTH + x], mask.data[(y * WIDTH + x) * 4], `(${x}, ${y})`);
     }
@@ -349,6 +352,21 @@ describe("the canvas with mocked IPC", () => {
       document.body.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
     }, pasted);
     await page.locator("#canvas-size", { hasText: "80 × 40" }).waitFor();
+
+    // In the app, Tauri's drop handler takes the drop from the page and sends its path over the drop channel: the
+    // canvas, shown, reads it through the app (served here as the asset picture, 64 × 48); PNG Info stays closed.
+    const drop = { path: "/home/user/Desktop/photo.jpg", fileName: "photo.jpg", metadata: null, reuse: null,
+      error: "photo.jpg is not a PNG: PNG Info reads the parameters PNG files carry" };
+    await page.waitForFunction(() => typeof window.__PIGMENT_DROP__ === "function");
+    await page.evaluate((drop) => window.__PIGMENT_DROP__(drop), drop);
+    await page.locator("#canvas-size", { hasText: "64 × 48" }).waitFor();
+    assert.deepEqual((await calls(page, "read_dropped_picture")).map((c) => c.args.path), [drop.path]);
+    assert.equal(await page.getByTestId("png-info").count(), 0);
+    // Any other view: the drop is the gallery's PNG Info.
+    await page.getByRole("tab", { name: "Generate" }).click();
+    await page.evaluate((drop) => window.__PIGMENT_DROP__(drop), drop);
+    await page.getByTestId("png-info").getByText(drop.error).waitFor();
+    assert.equal((await calls(page, "read_dropped_picture")).length, 1);
     assert.deepEqual(errors, []);
     await context.close();
   });

@@ -72,6 +72,31 @@
     },
     // The file's bytes, as the app reads them from the output folder (the test serves the asset URL).
     read_output_image: async (args) => (await fetch(window.__TAURI_INTERNALS__.convertFileSrc(args.path))).arrayBuffer(),
+    // A dropped picture's PNG bytes, likewise served by the test.
+    read_dropped_picture: async (args) => (await fetch(window.__TAURI_INTERNALS__.convertFileSrc(args.path))).arrayBuffer(),
+    // The save dialog's answer: the test reads the mask from the recorded call.
+    save_mask_as: () => "/home/user/mask.png",
+    // The control panel (control.test.mjs): two ControlNets and an adapter; the "preprocessed" picture is the unit's
+    // own picture (the Rust side's preprocessors are tested there), its module the unit's preprocessor. The
+    // annotators named in window.__PIGMENT_ANNOTATORS__ (e.g. ["depth"]) are installed, the others not.
+    list_control_models: () => ({
+      models: [
+        { name: "tiny-canny", kind: "controlnet", path: "/data/models/tiny-canny", family: "SD 1.x", contextWidth: 768 },
+        { name: "tiny-scribble", kind: "controlnet", path: "/data/models/tiny-scribble", family: "SD 1.x", contextWidth: 768 },
+        { name: "tiny-adapter", kind: "adapter", path: "/data/models/tiny-adapter", family: "SD 1.x/2.x", contextWidth: null },
+      ],
+      annotators: ["depth", "openpose"].map((name) => ({
+        name,
+        folder: (window.__PIGMENT_ANNOTATORS__ ?? []).includes(name) ? `/data/models/annotators/${name}-tiny` : null,
+        lookedIn: "/data/models/annotators",
+      })),
+    }),
+    preprocess_control: ({ unit, width, height }) => {
+      if (unit.preprocessor === "canny" && unit.cannyHigh > 255) {
+        throw { kind: "engine", message: `invalid canny high: ${unit.cannyHigh} (must be between 0 and 255)`, field: "canny_high" };
+      }
+      return { image: `data:image/png;base64,${unit.image}`, width, height, module: unit.preprocessor, params: [] };
+    },
     cancel_job: (args) => {
       const job = jobs.get(args.id);
       if (!job) throw { kind: "unknown_job", message: `no job ${args.id} in the queue`, field: null };

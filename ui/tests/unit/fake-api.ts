@@ -84,6 +84,12 @@ export function fakeApi(overrides: Partial<Api> = {}) {
     galleryReveal: vi.fn(async () => {}),
     galleryImportDropped: vi.fn(async () => []),
     watchDroppedFiles: vi.fn(async () => {}),
+    saveMaskAs: vi.fn(async () => null),
+    readDroppedPicture: vi.fn(async () => new ArrayBuffer(0)),
+    listControlModels: vi.fn(async () => ({ models: [], annotators: [] })),
+    preprocessControl: vi.fn(async () => {
+      throw { kind: "engine", message: "not in this test", field: null };
+    }),
     imageUrl: (path: string) => `asset://localhost/${encodeURIComponent(path)}`,
     ...overrides,
   };

@@ -8,28 +8,23 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayD, ArrayViewD, IxDyn};
-use ort::session::Session;
 
+use super::folder::files_in;
 use super::io::{self, TensorSpec};
+use super::sessions::{ComponentSession, KeptInput, find_input};
 use crate::error::{EngineError, Result};
+use crate::model::LoadedModel;
 use crate::runtime::{ModelFamily, Runtime};
 
 const MID_RESIDUAL: &str = "mid_block_additional_residual";
 
-/// A session made straight from `model.onnx` in `folder` (these models are small next to the UNet: no graph cache).
-fn open_session(runtime: &Runtime, folder: &Path, component: &'static str) -> Result<(Session, PathBuf)> {
+/// The session of `model.onnx` in `folder`, made as the model's parts are (optimized-graph cache, fixed
+/// dimensions, IO binding; turns once [`ComponentSession::share_device`] joins it to a low-VRAM model).
+fn open_session(runtime: &Runtime, folder: &Path, component: &'static str) -> Result<ComponentSession> {
     if !folder.is_dir() {
         return Err(EngineError::ModelFolderNotFound { path: folder.to_path_buf() });
     }
-    let model = folder.join("model.onnx");
-    if !model.is_file() {
-        return Err(EngineError::MissingComponent { folder: folder.to_path_buf(), component, expected: model });
-    }
-    let session = runtime
-        .session_builder()?
-        .commit_from_file(&model)
-        .map_err(|e| EngineError::InvalidModelFile { path: model.clone(), reason: e.to_string() })?;
-    Ok((session, model))
+    ComponentSession::load(runtime, component, &files_in(folder, folder, component)?)
 }
 
 fn folder_name(folder: &Path) -> String {
@@ -39,17 +34,6 @@ fn folder_name(folder: &Path) -> String {
         .and_then(Path::file_name)
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| folder.display().to_string())
-}
-
-fn find<'s>(specs: &'s [TensorSpec], component: &'static str, name: &str) -> Result<&'s TensorSpec> {
-    specs.iter().find(|spec| spec.name == name).ok_or_else(|| EngineError::UnsupportedModelIo {
-        component,
-        name: name.to_string(),
-        detail: format!(
-            "the model has no such input (its inputs: {})",
-            specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-    })
 }
 
 /// The names `{prefix}{i}{suffix}` among `names`, ordered by `i`; `i` must run 0, 1, 2, ... without a gap.
@@ -64,24 +48,6 @@ fn numbered(names: impl Iterator<Item = String>, prefix: &str, suffix: &str) -> 
     found.into_iter().enumerate().take_while(|(i, (index, _))| i == index).map(|(_, (_, name))| name).collect()
 }
 
-fn run_outputs(
-    session: &mut Session,
-    component: &'static str,
-    inputs: Vec<(String, ort::value::DynValue)>,
-    names: &[String],
-) -> Result<Vec<ArrayD<f32>>> {
-    let outputs = session.run(inputs).map_err(|e| EngineError::inference(component, e))?;
-    names
-        .iter()
-        .map(|name| {
-            let value = outputs
-                .get(name.as_str())
-                .ok_or_else(|| EngineError::inference(component, format!("the model returned no output {name}")))?;
-            io::float_output(component, value, name)
-        })
-        .collect()
-}
-
 /// A float scalar input (rank 0, or rank 1 of size 1) in the input's float type.
 fn scalar_input(component: &'static str, spec: &TensorSpec, value: f32) -> Result<ort::value::DynValue> {
     let shape: Vec<usize> = vec![1; spec.rank().min(1)];
@@ -93,7 +59,7 @@ fn scalar_input(component: &'static str, spec: &TensorSpec, value: f32) -> Resul
 pub struct ControlNetModel {
     name: String,
     root: PathBuf,
-    session: Session,
+    session: ComponentSession,
     sample: TensorSpec,
     timestep: TensorSpec,
     encoder_hidden_states: TensorSpec,
@@ -113,14 +79,13 @@ impl std::fmt::Debug for ControlNetModel {
 impl ControlNetModel {
     pub fn open(runtime: &Runtime, folder: &Path) -> Result<ControlNetModel> {
         const COMPONENT: &str = "controlnet";
-        let (session, _) = open_session(runtime, folder, COMPONENT)?;
-        let inputs: Vec<TensorSpec> = session.inputs().iter().map(TensorSpec::from_outlet).collect();
-        let outputs: Vec<TensorSpec> = session.outputs().iter().map(TensorSpec::from_outlet).collect();
-        let sample = find(&inputs, COMPONENT, "sample")?.clone();
-        let timestep = find(&inputs, COMPONENT, "timestep")?.clone();
+        let session = open_session(runtime, folder, COMPONENT)?;
+        let (inputs, outputs) = (&session.inputs, &session.outputs);
+        let sample = find_input(inputs, COMPONENT, "sample")?.clone();
+        let timestep = find_input(inputs, COMPONENT, "timestep")?.clone();
         io::timestep_input(&timestep, 0.0, 1)?;
-        let encoder_hidden_states = find(&inputs, COMPONENT, "encoder_hidden_states")?.clone();
-        let controlnet_cond = find(&inputs, COMPONENT, "controlnet_cond")?.clone();
+        let encoder_hidden_states = find_input(inputs, COMPONENT, "encoder_hidden_states")?.clone();
+        let controlnet_cond = find_input(inputs, COMPONENT, "controlnet_cond")?.clone();
         let conditioning_scale = inputs.iter().find(|s| s.name == "conditioning_scale").cloned();
         let mut residuals = numbered(outputs.iter().map(|s| s.name.clone()), "down_block_", "_additional_residual");
         if residuals.is_empty() || !outputs.iter().any(|s| s.name == MID_RESIDUAL) {
@@ -194,16 +159,28 @@ impl ControlNetModel {
         let mut inputs = vec![
             (self.sample.name.clone(), io::float_input(COMPONENT, &self.sample, sample)?),
             (self.timestep.name.clone(), io::timestep_input(&self.timestep, timestep, batch)?),
-            (
-                self.encoder_hidden_states.name.clone(),
-                io::float_input(COMPONENT, &self.encoder_hidden_states, context.view().into_dyn())?,
-            ),
             (self.controlnet_cond.name.clone(), io::float_input(COMPONENT, &self.controlnet_cond, cond)?),
         ];
         if let Some(spec) = &self.conditioning_scale {
             inputs.push((spec.name.clone(), scalar_input(COMPONENT, spec, 1.0)?));
         }
-        run_outputs(&mut self.session, COMPONENT, inputs, &self.residuals)
+        let context = KeptInput { spec: &self.encoder_hidden_states, values: context.view().into_dyn() };
+        self.session.run_in_loop(inputs, &[context], &self.residuals)
+    }
+
+    /// Shares the device with `model`'s parts (turns in low-VRAM mode); see [`LoadedModel::share_device`].
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
+        model.share_device(&mut self.session);
+    }
+
+    /// Whether its session is on the device now (not while another part has its turn in low-VRAM mode).
+    pub fn is_loaded(&self) -> bool {
+        self.session.is_loaded()
+    }
+
+    /// The free dimensions fixed in its session now (empty unless the runtime fixes dimensions).
+    pub fn fixed_dimensions(&self) -> Vec<(String, i64)> {
+        self.session.fixed_dimensions()
     }
 
     /// Refuses a ControlNet made for another base model family than a UNet taking `unet_width`-wide embeddings.
@@ -234,11 +211,48 @@ fn family_name(context_width: usize) -> &'static str {
     }
 }
 
+/// A ControlNet or T2I-Adapter folder recognised from its files alone (no session is made), for model lists:
+/// `model.onnx` beside a diffusers `config.json` whose `_class_name` is `ControlNetModel` or `T2IAdapter`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlModelFolder {
+    pub kind: ResidualKind,
+    pub name: String,
+    pub root: PathBuf,
+    /// The text-embedding width a ControlNet was trained with (`cross_attention_dim`).
+    pub context_width: Option<usize>,
+    /// The base model family it is for: "SD 1.x", "SD 2.x", "SDXL", or "SD 1.x/2.x" for a non-XL adapter.
+    pub family: Option<&'static str>,
+}
+
+impl ControlModelFolder {
+    /// `None` when `folder` is not a ControlNet or adapter folder (a base model, an unrelated folder, a config
+    /// that cannot be read).
+    pub fn detect(folder: &Path) -> Option<ControlModelFolder> {
+        if !folder.join("model.onnx").is_file() {
+            return None;
+        }
+        let text = std::fs::read_to_string(folder.join("config.json")).ok()?;
+        let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let (kind, context_width, family) = match config["_class_name"].as_str()? {
+            "ControlNetModel" => {
+                let width = config["cross_attention_dim"].as_u64().map(|w| w as usize);
+                (ResidualKind::ControlNet, width, width.map(family_name))
+            }
+            "T2IAdapter" => {
+                let xl = config["adapter_type"].as_str().is_some_and(|t| t.ends_with("_xl"));
+                (ResidualKind::Adapter, None, Some(if xl { "SDXL" } else { "SD 1.x/2.x" }))
+            }
+            _ => return None,
+        };
+        Some(ControlModelFolder { kind, name: folder_name(folder), root: folder.to_path_buf(), context_width, family })
+    }
+}
+
 /// A T2I-Adapter: features for the UNet's down blocks from a control image.
 pub struct AdapterModel {
     name: String,
     root: PathBuf,
-    session: Session,
+    session: ComponentSession,
     image: TensorSpec,
     features: Vec<String>,
 }
@@ -252,10 +266,9 @@ impl std::fmt::Debug for AdapterModel {
 impl AdapterModel {
     pub fn open(runtime: &Runtime, folder: &Path) -> Result<AdapterModel> {
         const COMPONENT: &str = "adapter";
-        let (session, _) = open_session(runtime, folder, COMPONENT)?;
-        let inputs: Vec<TensorSpec> = session.inputs().iter().map(TensorSpec::from_outlet).collect();
-        let image = find(&inputs, COMPONENT, "image")?.clone();
-        let features = numbered(session.outputs().iter().map(|o| o.name().to_string()), "adapter_feature_", "");
+        let session = open_session(runtime, folder, COMPONENT)?;
+        let image = find_input(&session.inputs, COMPONENT, "image")?.clone();
+        let features = numbered(session.outputs.iter().map(|o| o.name.clone()), "adapter_feature_", "");
         if features.is_empty() {
             return Err(EngineError::UnsupportedModelIo {
                 component: COMPONENT,
@@ -277,7 +290,12 @@ impl AdapterModel {
     /// The features for `image` `[1, 3, height, width]` in [0, 1].
     pub fn features(&mut self, image: ArrayViewD<'_, f32>) -> Result<Vec<ArrayD<f32>>> {
         let value = io::float_input("adapter", &self.image, image)?;
-        run_outputs(&mut self.session, "adapter", vec![(self.image.name.clone(), value)], &self.features)
+        self.session.run_in_loop(vec![(self.image.name.clone(), value)], &[], &self.features)
+    }
+
+    /// Shares the device with `model`'s parts (turns in low-VRAM mode); see [`LoadedModel::share_device`].
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
+        model.share_device(&mut self.session);
     }
 }
 
@@ -316,7 +334,7 @@ impl ResidualKind {
 /// The base model's UNet exported with extra residual inputs (`unet_controlnet/` or `unet_adapter/`).
 pub struct ResidualUnet {
     kind: ResidualKind,
-    session: Session,
+    session: ComponentSession,
     sample: TensorSpec,
     timestep: TensorSpec,
     encoder_hidden_states: TensorSpec,
@@ -348,8 +366,8 @@ impl ResidualUnet {
         if !folder.join("model.onnx").is_file() {
             return Err(needed(format!("{} does not exist", folder.join("model.onnx").display())));
         }
-        let (session, _) = open_session(runtime, &folder, kind.folder_name())?;
-        let inputs: Vec<TensorSpec> = session.inputs().iter().map(TensorSpec::from_outlet).collect();
+        let session = open_session(runtime, &folder, kind.folder_name())?;
+        let inputs = &session.inputs;
         let names = || inputs.iter().map(|s| s.name.clone());
         let mut residual_names = match kind {
             ResidualKind::ControlNet => numbered(names(), "down_block_", "_additional_residual"),
@@ -366,17 +384,16 @@ impl ResidualUnet {
                 inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
-        let residuals =
-            residual_names.iter().map(|name| find(&inputs, COMPONENT, name).cloned()).collect::<Result<Vec<_>>>()?;
-        let sample = find(&inputs, COMPONENT, "sample")?.clone();
-        let timestep = find(&inputs, COMPONENT, "timestep")?.clone();
+        let residuals = residual_names
+            .iter()
+            .map(|name| find_input(inputs, COMPONENT, name).cloned())
+            .collect::<Result<Vec<_>>>()?;
+        let sample = find_input(inputs, COMPONENT, "sample")?.clone();
+        let timestep = find_input(inputs, COMPONENT, "timestep")?.clone();
         io::timestep_input(&timestep, 0.0, 1)?;
-        let encoder_hidden_states = find(&inputs, COMPONENT, "encoder_hidden_states")?.clone();
-        let output = session
-            .outputs()
-            .first()
-            .map(|o| o.name().to_string())
-            .ok_or_else(|| needed("it has no outputs".into()))?;
+        let encoder_hidden_states = find_input(inputs, COMPONENT, "encoder_hidden_states")?.clone();
+        let output =
+            session.outputs.first().map(|o| o.name.clone()).ok_or_else(|| needed("it has no outputs".into()))?;
         Ok(ResidualUnet { kind, session, sample, timestep, encoder_hidden_states, residuals, output })
     }
 
@@ -407,15 +424,39 @@ impl ResidualUnet {
         let mut inputs = vec![
             (self.sample.name.clone(), io::float_input(COMPONENT, &self.sample, sample.view())?),
             (self.timestep.name.clone(), io::timestep_input(&self.timestep, timestep, batch)?),
-            (
-                self.encoder_hidden_states.name.clone(),
-                io::float_input(COMPONENT, &self.encoder_hidden_states, context.view().into_dyn())?,
-            ),
         ];
         for (spec, value) in self.residuals.iter().zip(residuals) {
             inputs.push((spec.name.clone(), io::float_input(COMPONENT, spec, value.view())?));
         }
-        let output = [self.output.clone()];
-        Ok(run_outputs(&mut self.session, COMPONENT, inputs, &output)?.remove(0))
+        let context = KeptInput { spec: &self.encoder_hidden_states, values: context.view().into_dyn() };
+        Ok(self.session.run_in_loop(inputs, &[context], std::slice::from_ref(&self.output))?.remove(0))
+    }
+
+    /// Shares the device with `model`'s parts (turns in low-VRAM mode); see [`LoadedModel::share_device`].
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
+        model.share_device(&mut self.session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(path)
+    }
+
+    #[test]
+    fn control_folders_are_recognised_from_their_config() {
+        let canny = ControlModelFolder::detect(&fixture("controlnet/tiny-canny")).unwrap();
+        assert_eq!(
+            (canny.kind, canny.name.as_str(), canny.context_width),
+            (ResidualKind::ControlNet, "tiny-canny", Some(32))
+        );
+        assert_eq!(canny.family, Some("SD 1.x"));
+        let adapter = ControlModelFolder::detect(&fixture("adapter/tiny-adapter")).unwrap();
+        assert_eq!((adapter.kind, adapter.family), (ResidualKind::Adapter, Some("SD 1.x/2.x")));
+        assert_eq!(ControlModelFolder::detect(&fixture("models/tiny-sd-control")), None, "a base model");
+        assert_eq!(ControlModelFolder::detect(&fixture("controlnet/none")), None);
     }
 }

@@ -112,21 +112,22 @@ fn optional_component(root: &Path, component: Component) -> Result<Option<Compon
 }
 
 fn component_files(root: &Path, component: Component) -> Result<ComponentFiles> {
-    let folder = root.join(component.folder_name());
+    files_in(&root.join(component.folder_name()), root, component.folder_name())
+}
+
+/// `model.onnx` in `folder` and the weight files beside it; a missing graph is reported as `component` of `owner`
+/// (the model folder, or the folder itself for ControlNets and adapters).
+pub(crate) fn files_in(folder: &Path, owner: &Path, component: &'static str) -> Result<ComponentFiles> {
     let model = folder.join("model.onnx");
     if !model.is_file() {
-        return Err(EngineError::MissingComponent {
-            folder: root.to_path_buf(),
-            component: component.folder_name(),
-            expected: model,
-        });
+        return Err(EngineError::MissingComponent { folder: owner.to_path_buf(), component, expected: model });
     }
     check_onnx_header(&model)?;
     let mut size = file_size(&model)?;
     let mut external_data = Vec::new();
-    let entries = std::fs::read_dir(&folder).map_err(|e| read_error(&folder, e))?;
+    let entries = std::fs::read_dir(folder).map_err(|e| read_error(folder, e))?;
     for entry in entries {
-        let path = entry.map_err(|e| read_error(&folder, e))?.path();
+        let path = entry.map_err(|e| read_error(folder, e))?.path();
         let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         // Exporters name the weights file model.onnx_data (torch, optimum), weights.pb (Olive) or *.data.
         let is_weights = file_name.ends_with(".onnx_data") || file_name == "weights.pb" || file_name.ends_with(".data");

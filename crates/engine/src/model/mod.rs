@@ -5,6 +5,7 @@
 //! fp32 IO. External weight files (`model.onnx_data`, `weights.pb`) load because ONNX Runtime resolves them next to
 //! the model file.
 
+mod annotator;
 mod controlnet;
 mod folder;
 pub mod fp16;
@@ -15,7 +16,10 @@ mod sessions;
 mod token_embedding;
 mod upscaler;
 
-pub use controlnet::{AdapterModel, ControlNetModel, ResidualKind, ResidualUnet};
+pub use annotator::{
+    ANNOTATORS_FOLDER, AnnotatorKind, DEPTH_ANYTHING_SIZE, DepthConfig, DepthModel, POSE_HEATMAPS, POSE_PAFS, PoseModel,
+};
+pub use controlnet::{AdapterModel, ControlModelFolder, ControlNetModel, ResidualKind, ResidualUnet};
 pub use folder::{Component, ComponentFiles, ModelFolder};
 pub use io::{ElementType, TensorSpec};
 pub use sessions::{LoadedModel, ModelInfo, TextEncoderSession, UnetSession, VaeDecoderSession, VaeEncoderSession};

@@ -2,10 +2,11 @@
 //! pipeline can feed, and converting between the pipeline's f32 arrays and the model's types when it runs.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use ndarray::{Array2, Array3, ArrayD, Ix3};
-use ort::session::Session;
+use ndarray::{Array2, Array3, ArrayD, ArrayViewD, Ix3};
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, RunOptions, Session};
 use serde::Serialize;
 
 use super::folder::{ComponentFiles, ModelFolder};
@@ -16,30 +17,68 @@ use crate::error::{EngineError, Result};
 use crate::pipeline::Control;
 use crate::pipeline::{VaeTiling, VaeTilingMode};
 use crate::runtime::{
-    ExecutionProvider, ModelFamily, Precision, PrecisionDecision, Runtime, choose_precision, probe_devices,
+    ExecutionProvider, MemoryMode, ModelFamily, Precision, PrecisionDecision, Runtime, choose_precision, probe_devices,
 };
 use crate::schedulers::SchedulerConfig;
 use crate::text::ClipTokenizer;
 
-/// Low-VRAM mode: the parts of a model take turns on the device. The one session loaded at a time, shared by the
-/// parts, with the graph file it was made from; a part that runs while another is loaded releases that one first.
+/// Low-VRAM mode: the parts of a model take turns on the device (in medium mode the text encoder and VAE only).
+/// The one session loaded at a time, shared by the parts, with the graph file it was made from; a part that runs
+/// while another is loaded releases that one first.
 #[derive(Clone, Default)]
-pub(super) struct TakingTurns(Arc<Mutex<Option<(SessionKey, Session)>>>);
+pub(super) struct TakingTurns(Arc<Mutex<Option<(SessionKey, LiveSession)>>>);
+
+impl TakingTurns {
+    fn slot(&self) -> MutexGuard<'_, Option<(SessionKey, LiveSession)>> {
+        // A poisoned lock only means another part failed while loading: the slot is still usable.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// What a session was made for: its graph file and the free dimensions fixed in it (none unless
 /// [`Runtime::fixed_dimensions`]).
 type SessionKey = (PathBuf, Vec<(String, i64)>);
 
+/// A made session, with its IO binding once it has run bound. The binding lives beside the session it refers to:
+/// releasing the session (its turn is over, its shapes changed) releases the binding and its device copies too.
+struct LiveSession {
+    session: Session,
+    binding: Option<KeptBinding>,
+}
+
+impl From<Session> for LiveSession {
+    fn from(session: Session) -> LiveSession {
+        LiveSession { session, binding: None }
+    }
+}
+
+/// An IO binding, and the values of the inputs it keeps on the device from one run to the next.
+struct KeptBinding {
+    binding: IoBinding,
+    kept: Vec<(String, ArrayD<f32>)>,
+}
+
+/// An input that changes rarely from one run to the next (the text embeddings in the denoising loop). With IO
+/// binding it is copied to the device once and again only when its values change.
+pub(super) struct KeptInput<'a> {
+    pub spec: &'a TensorSpec,
+    pub values: ArrayViewD<'a, f32>,
+}
+
 /// A session with its IO read from the model.
 pub(super) struct ComponentSession {
     component: &'static str,
     /// `None` when the part takes turns (then the session is in `turns` while it is this part's turn).
-    session: Option<Session>,
+    session: Option<LiveSession>,
     /// What the session is made from, to make it again at its turn; `None` for sessions that cannot take turns.
     source: Option<(Runtime, ComponentFiles)>,
     turns: Option<TakingTurns>,
     /// The free dimensions fixed in `session` (fixed-dimension runtimes make it again when they change).
     dimensions: Vec<(String, i64)>,
+    /// Where bound outputs go, when the runtime binds IO ([`Runtime::io_binding`]): host memory.
+    bound_outputs: Option<MemoryInfo<'static>>,
+    /// The run options of the runs made once per image ([`Runtime::single_run_options`]).
+    single_run_options: Option<RunOptions>,
     pub(super) inputs: Vec<TensorSpec>,
     pub(super) outputs: Vec<TensorSpec>,
     /// The graph file the session was made from.
@@ -80,10 +119,12 @@ impl ComponentSession {
         let outputs = session.outputs().iter().map(TensorSpec::from_outlet).collect();
         Ok(ComponentSession {
             component,
-            session: Some(session),
+            session: Some(session.into()),
             source,
             turns: None,
             dimensions: Vec::new(),
+            bound_outputs: runtime.io_binding().then(host_memory).transpose()?,
+            single_run_options: runtime.single_run_options()?,
             inputs,
             outputs,
             graph,
@@ -99,15 +140,22 @@ impl ComponentSession {
         }
     }
 
+    /// A part opened apart from a model (a ControlNet, an adapter, the UNet with residual inputs) shares the
+    /// device as the model's parts do: in low-VRAM mode it takes turns with them, its sessions made as theirs
+    /// (`runtime`: the model's lean one); with a fully loaded model it stays loaded.
+    pub(super) fn share_device(&mut self, turns: Option<&TakingTurns>, runtime: &Runtime) {
+        let same = match (&self.turns, turns) {
+            (Some(ours), Some(theirs)) => Arc::ptr_eq(&ours.0, &theirs.0),
+            (ours, theirs) => ours.is_none() && theirs.is_none(),
+        };
+        let Some((source_runtime, _)) = self.source.as_mut().filter(|_| !same) else { return };
+        *source_runtime = runtime.clone();
+        self.session = None;
+        self.turns = turns.cloned();
+    }
+
     fn input(&self, name: &str) -> Result<&TensorSpec> {
-        self.inputs.iter().find(|spec| spec.name == name).ok_or_else(|| EngineError::UnsupportedModelIo {
-            component: self.component,
-            name: name.to_string(),
-            detail: format!(
-                "the model has no such input (its inputs: {})",
-                self.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        })
+        find_input(&self.inputs, self.component, name)
     }
 
     pub(super) fn first_output(&self) -> Result<&TensorSpec> {
@@ -129,30 +177,100 @@ impl ComponentSession {
         })
     }
 
-    /// Runs with named inputs and returns the output `output` as f32.
+    /// Runs a part that runs once per image (text encoder, VAE) with named inputs and returns the output `output`
+    /// as f32.
     pub(super) fn run(&mut self, inputs: Vec<(String, ort::value::DynValue)>, output: &str) -> Result<ArrayD<f32>> {
         let component = self.component;
-        let dimensions = self.free_dimensions(&inputs);
-        let run = |session: &mut Session| {
-            let outputs = session.run(inputs).map_err(|e| EngineError::inference(component, e))?;
+        let dimensions = self.free_dimensions(&shapes_of(&inputs, &[]));
+        let options = self.single_run_options.take();
+        let result = self.with_live(dimensions, |live| {
+            let outputs = match &options {
+                Some(options) => live.session.run_with_options(inputs, options),
+                None => live.session.run(inputs),
+            }
+            .map_err(|e| EngineError::inference(component, e))?;
             let value = outputs
                 .get(output)
                 .ok_or_else(|| EngineError::inference(component, format!("the model returned no output {output}")))?;
             io::float_output(component, value, output)
+        });
+        self.single_run_options = options;
+        result
+    }
+
+    /// Runs a part that runs at every step (UNet, ControlNet) and returns the outputs named `outputs` as f32.
+    /// `kept` inputs change rarely: with IO binding they stay on the device while their values do not change,
+    /// and the other inputs are copied to it at every run. The outputs are bound to host memory: the sampler runs
+    /// on the CPU and needs them there at every step, and ONNX Runtime copies them with the provider's own
+    /// transfer at the end of the run (an output left on the device would need a second session to copy it).
+    pub(super) fn run_in_loop(
+        &mut self,
+        mut inputs: Vec<(String, ort::value::DynValue)>,
+        kept: &[KeptInput<'_>],
+        outputs: &[String],
+    ) -> Result<Vec<ArrayD<f32>>> {
+        let component = self.component;
+        let dimensions = self.free_dimensions(&shapes_of(&inputs, kept));
+        let Some(host) = self.bound_outputs.clone() else {
+            for input in kept {
+                inputs.push((input.spec.name.clone(), io::float_input(component, input.spec, input.values.view())?));
+            }
+            return self.with_live(dimensions, |live| {
+                let results = live.session.run(inputs).map_err(|e| EngineError::inference(component, e))?;
+                float_outputs(component, &results, outputs)
+            });
         };
+        let fail = move |e: ort::Error| EngineError::inference(component, format!("bound run: {e}"));
+        self.with_live(dimensions, |live| {
+            let LiveSession { session, binding } = live;
+            let bound = match binding {
+                Some(bound) => bound,
+                None => {
+                    binding.insert(KeptBinding { binding: session.create_binding().map_err(fail)?, kept: Vec::new() })
+                }
+            };
+            for input in kept {
+                let unchanged =
+                    bound.kept.iter().any(|(name, values)| *name == input.spec.name && *values == input.values);
+                if !unchanged {
+                    let value = io::float_input(component, input.spec, input.values.view())?;
+                    // ONNX Runtime copies a host value to the session's device here, once.
+                    bound.binding.bind_input(input.spec.name.as_str(), &value).map_err(fail)?;
+                    bound.kept.retain(|(name, _)| *name != input.spec.name);
+                    bound.kept.push((input.spec.name.clone(), input.values.to_owned()));
+                }
+            }
+            for (name, value) in &inputs {
+                bound.binding.bind_input(name.as_str(), value).map_err(fail)?;
+            }
+            for name in outputs {
+                bound.binding.bind_output_to_device(name.as_str(), &host).map_err(fail)?;
+            }
+            let results = session.run_binding(&bound.binding).map_err(fail)?;
+            float_outputs(component, &results, outputs)
+        })
+    }
+
+    /// Runs `work` on this part's session, made first when it is not loaded (its turn, or new shapes when the
+    /// runtime fixes dimensions).
+    fn with_live<R>(
+        &mut self,
+        dimensions: Vec<(String, i64)>,
+        work: impl FnOnce(&mut LiveSession) -> Result<R>,
+    ) -> Result<R> {
+        let component = self.component;
         let Some((runtime, files)) = &self.source else {
             // Sessions that cannot be made again run as they were made.
-            let session = self.session.as_mut().ok_or_else(|| {
+            let live = self.session.as_mut().ok_or_else(|| {
                 EngineError::inference(component, "the session was released and cannot be made again")
             })?;
-            return run(session);
+            return work(live);
         };
         let make = |dimensions: &[(String, i64)]| {
-            load_graph(&runtime.with_dimension_overrides(dimensions), files).map(|loaded| loaded.session)
+            load_graph(&runtime.with_dimension_overrides(dimensions), files).map(|loaded| loaded.session.into())
         };
         if let Some(turns) = &self.turns {
-            // A poisoned lock only means another part failed while loading: the slot is still usable.
-            let mut loaded = turns.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut loaded = turns.slot();
             let key = (files.model.clone(), dimensions);
             if loaded.as_ref().is_none_or(|(loaded_key, _)| *loaded_key != key) {
                 // Free the other part before making this one: the two are never on the device together.
@@ -160,63 +278,63 @@ impl ComponentSession {
                 let session = make(&key.1)?;
                 *loaded = Some((key, session));
             }
-            let (_, session) = loaded.as_mut().expect("the session was just loaded");
-            return run(session);
+            let (_, live) = loaded.as_mut().expect("the session was just loaded");
+            return work(live);
         }
         if self.session.is_none() || self.dimensions != dimensions {
             self.session = None;
             self.session = Some(make(&dimensions)?);
             self.dimensions = dimensions;
         }
-        run(self.session.as_mut().expect("the session was just made"))
+        work(self.session.as_mut().expect("the session was just made"))
     }
 
-    /// The free dimensions of these inputs, by the model's names for them, when the runtime fixes dimensions
-    /// (DirectML); none otherwise.
-    fn free_dimensions(&self, inputs: &[(String, ort::value::DynValue)]) -> Vec<(String, i64)> {
+    /// The free dimensions of inputs of these shapes, by the model's names for them, when the runtime fixes
+    /// dimensions (DirectML); none otherwise. A name that takes different sizes in different inputs (exports
+    /// that call both a latent's and an image's side "height") stays free.
+    fn free_dimensions(&self, shapes: &[(&str, Vec<i64>)]) -> Vec<(String, i64)> {
         if !self.source.as_ref().is_some_and(|(runtime, _)| runtime.fixed_dimensions()) {
             return Vec::new();
         }
         let mut dimensions = std::collections::BTreeMap::new();
-        for (name, value) in inputs {
-            let (Some(spec), ort::value::ValueType::Tensor { shape, .. }) =
-                (self.inputs.iter().find(|spec| spec.name == *name), value.dtype())
-            else {
-                continue;
-            };
-            for ((&declared, symbol), &actual) in spec.shape.iter().zip(&spec.dim_names).zip(shape.iter()) {
-                if declared < 0 && !symbol.is_empty() {
-                    dimensions.insert(symbol.clone(), actual);
+        let mut conflicting = std::collections::BTreeSet::new();
+        for (name, shape) in shapes {
+            let Some(spec) = self.inputs.iter().find(|spec| spec.name == *name) else { continue };
+            for ((&declared, symbol), &actual) in spec.shape.iter().zip(&spec.dim_names).zip(shape) {
+                if declared < 0 && !symbol.is_empty() && *dimensions.entry(symbol.clone()).or_insert(actual) != actual {
+                    conflicting.insert(symbol.clone());
                 }
             }
         }
-        dimensions.into_iter().collect()
+        dimensions.into_iter().filter(|(symbol, _)| !conflicting.contains(symbol)).collect()
     }
 
     /// The free dimensions fixed in the session now (empty unless the runtime fixes dimensions).
-    fn fixed_dimensions(&self) -> Vec<(String, i64)> {
+    pub(super) fn fixed_dimensions(&self) -> Vec<(String, i64)> {
         match &self.turns {
-            Some(turns) => turns
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .as_ref()
-                .map(|((_, dimensions), _)| dimensions.clone())
-                .unwrap_or_default(),
+            Some(turns) => turns.slot().as_ref().map(|((_, dimensions), _)| dimensions.clone()).unwrap_or_default(),
             None => self.dimensions.clone(),
         }
     }
 
     /// Whether the session is on the device now (always, unless the part takes turns).
-    fn is_loaded(&self) -> bool {
+    pub(super) fn is_loaded(&self) -> bool {
         match (&self.session, &self.turns, &self.source) {
             (Some(_), _, _) => true,
-            (None, Some(turns), Some((_, files))) => turns
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .as_ref()
-                .is_some_and(|((graph, _), _)| *graph == files.model),
+            (None, Some(turns), Some((_, files))) => {
+                turns.slot().as_ref().is_some_and(|((graph, _), _)| *graph == files.model)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the session on the device now has run with its IO bound ([`Runtime::io_binding`]).
+    fn is_bound(&self) -> bool {
+        match (&self.session, &self.turns, &self.source) {
+            (Some(live), _, _) => live.binding.is_some(),
+            (None, Some(turns), Some((_, files))) => {
+                turns.slot().as_ref().is_some_and(|((graph, _), live)| *graph == files.model && live.binding.is_some())
+            }
             _ => false,
         }
     }
@@ -224,6 +342,52 @@ impl ComponentSession {
     fn describe(&self) -> ComponentInfo {
         ComponentInfo { inputs: self.inputs.clone(), outputs: self.outputs.clone(), graph: self.graph.clone() }
     }
+}
+
+/// The input `name` among `inputs`, or an error listing the ones the model has.
+pub(super) fn find_input<'s>(inputs: &'s [TensorSpec], component: &'static str, name: &str) -> Result<&'s TensorSpec> {
+    inputs.iter().find(|spec| spec.name == name).ok_or_else(|| EngineError::UnsupportedModelIo {
+        component,
+        name: name.to_string(),
+        detail: format!(
+            "the model has no such input (its inputs: {})",
+            inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    })
+}
+
+/// The outputs named `names` of a run, as f32.
+fn float_outputs(
+    component: &'static str,
+    results: &ort::session::SessionOutputs<'_>,
+    names: &[String],
+) -> Result<Vec<ArrayD<f32>>> {
+    names
+        .iter()
+        .map(|name| {
+            let value = results
+                .get(name.as_str())
+                .ok_or_else(|| EngineError::inference(component, format!("the model returned no output {name}")))?;
+            io::float_output(component, value, name)
+        })
+        .collect()
+}
+
+/// The shapes of the inputs of a run, by name.
+fn shapes_of<'a>(inputs: &'a [(String, ort::value::DynValue)], kept: &'a [KeptInput<'_>]) -> Vec<(&'a str, Vec<i64>)> {
+    let given = inputs.iter().filter_map(|(name, value)| match value.dtype() {
+        ort::value::ValueType::Tensor { shape, .. } => Some((name.as_str(), shape.iter().copied().collect())),
+        _ => None,
+    });
+    let kept =
+        kept.iter().map(|input| (input.spec.name.as_str(), input.values.shape().iter().map(|&d| d as i64).collect()));
+    given.chain(kept).collect()
+}
+
+/// Host memory, where bound outputs go.
+fn host_memory() -> Result<MemoryInfo<'static>> {
+    MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::CPUOutput)
+        .map_err(|e| EngineError::inference("binding IO", e))
 }
 
 /// A session from `files`, through the optimized-graph cache when the runtime has a cache folder.
@@ -317,13 +481,10 @@ impl UnetSession {
         let inputs = vec![
             (self.sample.name.clone(), io::float_input("unet", &self.sample, sample.view())?),
             (self.timestep.name.clone(), io::timestep_input(&self.timestep, timestep, batch)?),
-            (
-                self.encoder_hidden_states.name.clone(),
-                io::float_input("unet", &self.encoder_hidden_states, context.view().into_dyn())?,
-            ),
         ];
-        let output = self.output.clone();
-        self.session.run(inputs, &output)
+        let context = KeptInput { spec: &self.encoder_hidden_states, values: context.view().into_dyn() };
+        let mut outputs = self.session.run_in_loop(inputs, &[context], std::slice::from_ref(&self.output))?;
+        Ok(outputs.remove(0))
     }
 }
 
@@ -434,7 +595,7 @@ pub struct LoadedModel {
     execution_provider: String,
     precision: PrecisionDecision,
     runtime: Runtime,
-    /// Low-VRAM mode: what the parts share to take turns on the device.
+    /// Low- and medium-VRAM modes: what the parts share to take turns on the device.
     turns: Option<TakingTurns>,
 }
 
@@ -448,9 +609,10 @@ impl LoadedModel {
         let mut text_encoder = TextEncoderSession::load(runtime, &folder.text_encoder)?;
         let precision = precision_for(runtime, text_encoder.hidden_size);
         // Low-VRAM mode: the text encoder, UNet and VAE take turns on the device (each made when it runs after
-        // another), the VAE works in tiles and cuDNN keeps small workspaces.
-        let turns = precision.low_vram.then(TakingTurns::default);
-        let runtime = &if turns.is_some() { runtime.lean() } else { runtime.clone() };
+        // another), the VAE works in tiles and cuDNN keeps small workspaces. Medium mode: only the text encoder
+        // and the VAE take turns, the UNet stays loaded at full speed.
+        let turns = (precision.memory != MemoryMode::Full).then(TakingTurns::default);
+        let runtime = &if precision.memory == MemoryMode::Low { runtime.lean() } else { runtime.clone() };
         if let Some(turns) = &turns {
             text_encoder.session.take_turns(turns);
         }
@@ -466,11 +628,13 @@ impl LoadedModel {
             folder.vae_encoder.as_ref().map(|files| VaeEncoderSession::load(runtime, files)).transpose()?;
         let mut vae_tiling = VaeTiling::default();
         if let Some(turns) = &turns {
-            unet.session.take_turns(turns);
             vae_decoder.session.take_turns(turns);
             if let Some(encoder) = &mut vae_encoder {
                 encoder.session.take_turns(turns);
             }
+        }
+        if let Some(turns) = turns.as_ref().filter(|_| precision.memory == MemoryMode::Low) {
+            unet.session.take_turns(turns);
             vae_tiling.mode = VaeTilingMode::Always;
         }
         let hash = unet_hash(&folder.unet.model)?;
@@ -534,6 +698,14 @@ impl LoadedModel {
         Ok(self.vae_decoder_fp32.as_mut())
     }
 
+    /// A part opened apart from this model (a ControlNet, an adapter, the UNet with residual inputs) shares the
+    /// device as this model's parts do: see [`ComponentSession::share_device`]. They run at every step, as the
+    /// UNet: in medium mode they stay loaded with it.
+    pub(super) fn share_device(&self, session: &mut ComponentSession) {
+        let turns = self.turns.as_ref().filter(|_| self.precision.memory == MemoryMode::Low);
+        session.share_device(turns, &self.runtime);
+    }
+
     /// The free dimensions fixed in each part's session now, by the model's names for them: empty unless the
     /// runtime fixes dimensions (DirectML; see [`Runtime::fixed_dimensions`]).
     pub fn fixed_dimensions(&self) -> Vec<(&'static str, Vec<(String, i64)>)> {
@@ -561,6 +733,16 @@ impl LoadedModel {
         .filter(|session| session.is_loaded())
         .map(|session| session.component)
         .collect()
+    }
+
+    /// The parts whose loaded sessions run with their IO bound to the device: the UNet once it has run, when the
+    /// runtime binds IO ([`Runtime::io_binding`]).
+    pub fn bound_parts(&self) -> Vec<&'static str> {
+        [&self.text_encoder.session, &self.unet.session, &self.vae_decoder.session]
+            .into_iter()
+            .filter(|session| session.is_bound())
+            .map(|session| session.component)
+            .collect()
     }
 
     pub fn info(&self) -> ModelInfo {

@@ -34,7 +34,8 @@ impl<T> Shared<T> {
         Shared(Arc::new(Mutex::new(value)))
     }
 
-    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, T>> {
+    /// The model, locked for as long as the guard lives (a generation that uses it waits).
+    pub fn lock(&self) -> Result<MutexGuard<'_, T>> {
         self.0.lock().map_err(|_| EngineError::inference("control", "a model session was poisoned by a panic"))
     }
 }
@@ -160,13 +161,7 @@ impl ControlRequest {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if !self.controlnets.is_empty() && !self.adapters.is_empty() {
-            return Err(EngineError::parameter(
-                "adapter",
-                format!("{} adapters with {} ControlNets", self.adapters.len(), self.controlnets.len()),
-                "ControlNets and T2I-Adapters need different UNet exports (unet_controlnet/, unet_adapter/): use one kind at a time",
-            ));
-        }
+        check_one_kind(self.controlnets.len(), self.adapters.len())?;
         for unit in &self.controlnets {
             check_controlnet_values(unit.weight, unit.start, unit.end)?;
         }
@@ -211,6 +206,18 @@ impl ControlRequest {
 
 fn model_name<T>(model: &Shared<T>, name: fn(&T) -> &str) -> String {
     model.lock().map(|m| name(&m).to_string()).unwrap_or_default()
+}
+
+/// ControlNets and adapters together are refused: they need different UNet exports.
+pub(crate) fn check_one_kind(controlnets: usize, adapters: usize) -> Result<()> {
+    if controlnets > 0 && adapters > 0 {
+        return Err(EngineError::parameter(
+            "adapter",
+            format!("{adapters} adapters with {controlnets} ControlNets"),
+            "ControlNets and T2I-Adapters need different UNet exports (unet_controlnet/, unet_adapter/): use one kind at a time",
+        ));
+    }
+    Ok(())
 }
 
 /// A ControlNet unit's weight (0 to [`MAX_CONTROL_WEIGHT`]) and step fractions (0 <= start < end <= 1).
@@ -307,7 +314,9 @@ impl ControlState {
             ),
         })?;
         let unet_residuals: Vec<String> = {
-            let unet = unet.lock()?;
+            let mut unet = unet.lock()?;
+            // Units opened apart from the model take turns with its parts in low-VRAM mode.
+            unet.share_device_with(model);
             if unet.kind() != kind {
                 return Err(EngineError::parameter(
                     "control",
@@ -320,7 +329,8 @@ impl ControlState {
         let (width, height) = (request.width, request.height);
         let mut controlnets = Vec::with_capacity(control.controlnets.len());
         for (i, unit) in control.controlnets.iter().enumerate() {
-            let net = unit.model.lock()?;
+            let mut net = unit.model.lock()?;
+            net.share_device_with(model);
             net.check_family(model.unet.context_width(), &model.folder.name)?;
             if net.residual_names() != unet_residuals.as_slice() {
                 return Err(EngineError::IncompatibleComponents {
@@ -346,6 +356,7 @@ impl ControlState {
         let mut adapter_features: Vec<ArrayD<f32>> = Vec::new();
         for (i, unit) in control.adapters.iter().enumerate() {
             let mut adapter = unit.model.lock()?;
+            adapter.share_device_with(model);
             if adapter.feature_count() != unet_residuals.len() {
                 return Err(EngineError::parameter(
                     "adapter",

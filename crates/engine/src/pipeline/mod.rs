@@ -3,6 +3,7 @@
 //! never loses the images already made.
 
 mod control;
+mod control_spec;
 mod denoise;
 mod guidance;
 mod hires;
@@ -23,6 +24,7 @@ pub use control::{
     AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, MAX_CONTROL_WEIGHT, Preprocessing, Shared,
     check_adapter_values, check_controlnet_values,
 };
+pub use control_spec::{Annotator, ControlModels, ControlSpec, ControlUnitSpec, PendingAnnotation};
 pub use request::{GenerateRequest, MAX_BATCH_SIZE, MAX_DIMENSION, MAX_STEPS};
 pub use txt2img::txt2img;
 // Image to image, inpainting, outpainting, upscaling, hires fix (issue 4).
@@ -49,6 +51,8 @@ pub enum Stage {
     Decoding,
     /// An upscaler model's tiles (`step` of `steps`, all passes together).
     Upscaling,
+    /// An annotator model (depth, pose) making a control image.
+    Preprocessing,
 }
 
 /// Where a generation is. `step` counts model evaluations of the current batch, 1-based.

@@ -7,13 +7,18 @@ mod devices;
 mod library;
 mod precision;
 mod providers;
+mod shared_arena;
 
 use std::path::{Path, PathBuf};
 
 pub use devices::{DeviceReport, GpuInfo, PeakGpuMemoryWatch, peak_process_memory, probe_devices, process_gpu_memory};
 pub use library::{find_onnxruntime_library, library_file_names, library_in};
-pub use precision::{LowVramChoice, ModelFamily, Precision, PrecisionChoice, PrecisionDecision, choose_precision};
-pub use providers::{DeviceChoice, ExecutionProvider, ProviderReport};
+pub use precision::{
+    LowVramChoice, MemoryMode, ModelFamily, Precision, PrecisionChoice, PrecisionDecision, choose_precision,
+};
+pub use providers::{
+    ArenaExtension, ConvAlgorithmSearch, CudaOptions, DeviceChoice, ExecutionProvider, ProviderReport,
+};
 
 use crate::error::{EngineError, Result};
 
@@ -29,6 +34,32 @@ pub struct RuntimeOptions {
     pub precision: PrecisionChoice,
     /// Low-VRAM mode on, off, or chosen from the GPU's memory (see [`choose_precision`]).
     pub low_vram: LowVramChoice,
+    /// Whether the UNet's inputs and outputs are bound to the device (see [`Runtime::io_binding`]).
+    pub io_binding: IoBindingChoice,
+    pub cuda: CudaOptions,
+}
+
+/// IO binding for the parts that run at every step (UNet, ControlNets): the text embeddings are copied to the
+/// device once per generation instead of at every step, and the outputs are written straight into host memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoBindingChoice {
+    /// On for CUDA, off elsewhere: see [`Runtime::io_binding`].
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl std::str::FromStr for IoBindingChoice {
+    type Err = EngineError;
+    fn from_str(value: &str) -> Result<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "auto" => Ok(IoBindingChoice::Auto),
+            "on" | "yes" | "true" => Ok(IoBindingChoice::On),
+            "off" | "no" | "false" => Ok(IoBindingChoice::Off),
+            _ => Err(EngineError::parameter("io-binding", value, "expected auto, on or off")),
+        }
+    }
 }
 
 /// A loaded ONNX Runtime with its chosen execution provider. Cheap to clone.
@@ -40,8 +71,9 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     precision: PrecisionChoice,
     low_vram: LowVramChoice,
-    /// Sessions made from this runtime keep GPU workspaces small (low-VRAM mode; see [`Runtime::lean`]).
-    lean_gpu_memory: bool,
+    io_binding: IoBindingChoice,
+    /// The CUDA provider's settings for the sessions made from this runtime (lean ones in low-VRAM mode).
+    cuda: CudaOptions,
     /// Sessions are made for the shapes they run (see [`Runtime::fixed_dimensions`]) even off DirectML.
     fixed_dimensions_chosen: bool,
     /// Free dimensions fixed by name in the sessions made from this runtime ("batch" = 2, ...).
@@ -69,6 +101,9 @@ impl Runtime {
             .build()
             .map_err(|e| load_error(e.to_string()))?;
         let providers = providers::select(&environment, options.device)?;
+        if providers.active == ExecutionProvider::Cuda && options.cuda.shared_arena {
+            shared_arena::register_shared_cuda_arena(&environment, options.cuda.arena_extension)?;
+        }
         Ok(Runtime {
             environment,
             library,
@@ -76,7 +111,8 @@ impl Runtime {
             cache_dir: options.cache_dir.clone(),
             precision: options.precision,
             low_vram: options.low_vram,
-            lean_gpu_memory: false,
+            io_binding: options.io_binding,
+            cuda: options.cuda,
             fixed_dimensions_chosen: false,
             dimension_overrides: Vec::new(),
         })
@@ -111,9 +147,42 @@ impl Runtime {
     }
 
     /// This runtime for low-VRAM mode: its sessions hold cuDNN to small workspaces and heuristic algorithm choice
-    /// (the exhaustive search and its maximal workspace cost hundreds of MiB on a 512x512 UNet).
+    /// ([`CudaOptions::lean`]).
     pub(crate) fn lean(&self) -> Runtime {
-        Runtime { lean_gpu_memory: true, ..self.clone() }
+        Runtime { cuda: self.cuda.lean(), ..self.clone() }
+    }
+
+    /// This runtime with another IO binding choice; the environment and provider are shared.
+    pub fn with_io_binding(&self, io_binding: IoBindingChoice) -> Runtime {
+        Runtime { io_binding, ..self.clone() }
+    }
+
+    /// Whether sessions that run at every step bind their IO to the device (saving the per-step copy of the text
+    /// embeddings to the GPU). `auto` does not bind yet: the bound path has run on the CPU only, where ONNX Runtime
+    /// reads host tensors in place and there is no copy to save; it becomes CUDA's default once
+    /// scripts/gpu/run_benchmark.sh has shown it working and faster there (`--io-binding on` tries it).
+    pub fn io_binding(&self) -> bool {
+        match self.io_binding {
+            IoBindingChoice::Auto => false,
+            IoBindingChoice::On => true,
+            IoBindingChoice::Off => false,
+        }
+    }
+
+    pub fn cuda_options(&self) -> CudaOptions {
+        self.cuda
+    }
+
+    /// The run options for a part that runs once per image (text encoder, VAE): on CUDA with
+    /// [`CudaOptions::shrink_after_single_runs`], its arena gives back what the run took. `None`: plain runs.
+    pub(crate) fn single_run_options(&self) -> Result<Option<ort::session::RunOptions>> {
+        if self.providers.active != ExecutionProvider::Cuda || !self.cuda.shrink_after_single_runs {
+            return Ok(None);
+        }
+        let stage = "configuring a run";
+        let mut options = ort::session::RunOptions::new().map_err(|e| EngineError::inference(stage, e))?;
+        options.set("memory.enable_memory_arena_shrinkage", "gpu:0").map_err(|e| EngineError::inference(stage, e))?;
+        Ok(Some(options))
     }
 
     /// Whether sessions are made for the exact shapes they run, their free dimensions (batch, height, width,
@@ -157,7 +226,10 @@ impl Runtime {
     pub(crate) fn session_builder(&self) -> Result<ort::session::builder::SessionBuilder> {
         let builder = ort::session::Session::builder(&self.environment)
             .map_err(|e| EngineError::inference("creating a session", e))?;
-        let mut builder = providers::apply(builder, self.providers.active, self.lean_gpu_memory)?;
+        let mut builder = providers::apply(builder, self.providers.active, self.cuda)?;
+        if self.providers.active == ExecutionProvider::Cuda && self.cuda.shared_arena {
+            builder = builder.with_env_allocators().map_err(|e| EngineError::inference("sharing the arena", e))?;
+        }
         for (name, size) in &self.dimension_overrides {
             builder = builder
                 .with_dimension_override(name, *size)

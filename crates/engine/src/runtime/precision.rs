@@ -45,6 +45,9 @@ pub enum LowVramChoice {
     Auto,
     On,
     Off,
+    /// The UNet stays loaded; the text encoder and the VAE take turns beside it. Only when chosen: what it saves
+    /// against a full load has not been measured on a GPU yet.
+    Medium,
 }
 
 impl std::str::FromStr for LowVramChoice {
@@ -54,7 +57,8 @@ impl std::str::FromStr for LowVramChoice {
             "auto" => Ok(LowVramChoice::Auto),
             "on" | "yes" | "true" => Ok(LowVramChoice::On),
             "off" | "no" | "false" => Ok(LowVramChoice::Off),
-            _ => Err(EngineError::parameter("low-vram", value, "expected auto, on or off")),
+            "medium" => Ok(LowVramChoice::Medium),
+            _ => Err(EngineError::parameter("low-vram", value, "expected auto, on, medium or off")),
         }
     }
 }
@@ -94,11 +98,22 @@ impl ModelFamily {
     }
 }
 
+/// How a model's parts share the device's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryMode {
+    /// Every part loaded at once.
+    Full,
+    /// The UNet stays loaded; the text encoder and the VAE take turns beside it (only when chosen).
+    Medium,
+    /// Low-VRAM: the parts take turns, the VAE works in tiles, because the GPU cannot hold the model at once.
+    Low,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PrecisionDecision {
     pub precision: Precision,
-    /// Load the parts in turn and tile the VAE, because the GPU cannot hold the model at once.
-    pub low_vram: bool,
+    pub memory: MemoryMode,
     pub reason: String,
 }
 
@@ -124,10 +139,11 @@ pub fn choose_precision(
     let need = family.fp16_full_load();
     let on_gpu = provider != ExecutionProvider::Cpu;
     let short_of_memory = on_gpu && gpu_memory.is_some_and(|memory| memory < need);
-    let low_vram = match low_vram {
-        LowVramChoice::Auto => short_of_memory,
-        LowVramChoice::On => true,
-        LowVramChoice::Off => false,
+    let memory = match low_vram {
+        LowVramChoice::Auto if short_of_memory => MemoryMode::Low,
+        LowVramChoice::On => MemoryMode::Low,
+        LowVramChoice::Medium => MemoryMode::Medium,
+        LowVramChoice::Auto | LowVramChoice::Off => MemoryMode::Full,
     };
     let memory_text = match gpu_memory {
         Some(memory) => format!("{:.1} GiB", memory as f64 / GIB as f64),
@@ -146,12 +162,15 @@ pub fn choose_precision(
         ),
         (PrecisionChoice::Auto, true) => (Precision::Fp16, format!("fp16 on the {provider} GPU ({memory_text})")),
     };
-    let reason = match (low_vram, short_of_memory) {
-        (true, false) => format!("{reason}; low-VRAM mode chosen"),
-        (false, true) => format!("{reason}; low-VRAM mode turned off"),
+    let reason = match (memory, short_of_memory) {
+        (MemoryMode::Medium, _) => {
+            format!("{reason}; medium-VRAM mode chosen (UNet loaded, text encoder and VAE in turn)")
+        }
+        (MemoryMode::Low, false) => format!("{reason}; low-VRAM mode chosen"),
+        (MemoryMode::Full, true) => format!("{reason}; low-VRAM mode turned off"),
         _ => reason,
     };
-    PrecisionDecision { precision, low_vram, reason }
+    PrecisionDecision { precision, memory, reason }
 }
 
 #[cfg(test)]
@@ -162,23 +181,23 @@ mod tests {
     #[test]
     fn the_decision_table() {
         let cases = [
-            (PrecisionChoice::Auto, Cpu, None, ModelFamily::Sd1, Precision::Fp32, false),
-            (PrecisionChoice::Auto, Cpu, Some(2 * GIB), ModelFamily::Sd1, Precision::Fp32, false),
-            (PrecisionChoice::Auto, Cuda, Some(24 * GIB), ModelFamily::Sd1, Precision::Fp16, false),
-            (PrecisionChoice::Auto, Cuda, Some(6 * GIB), ModelFamily::Sd2, Precision::Fp16, false),
-            (PrecisionChoice::Auto, Cuda, Some(4 * GIB), ModelFamily::Sd2, Precision::Fp16, true),
-            (PrecisionChoice::Auto, Cuda, Some(3 * GIB), ModelFamily::Sd1, Precision::Fp16, true),
-            (PrecisionChoice::Auto, Cuda, Some(8 * GIB), ModelFamily::Sdxl, Precision::Fp16, true),
-            (PrecisionChoice::Auto, Cuda, Some(12 * GIB), ModelFamily::Sdxl, Precision::Fp16, false),
-            (PrecisionChoice::Auto, DirectMl, None, ModelFamily::Sd1, Precision::Fp16, false),
-            (PrecisionChoice::Fp32, Cuda, Some(24 * GIB), ModelFamily::Sd1, Precision::Fp32, false),
-            (PrecisionChoice::Fp16, Cpu, None, ModelFamily::Sd1, Precision::Fp16, false),
+            (PrecisionChoice::Auto, Cpu, None, ModelFamily::Sd1, Precision::Fp32, MemoryMode::Full),
+            (PrecisionChoice::Auto, Cpu, Some(2 * GIB), ModelFamily::Sd1, Precision::Fp32, MemoryMode::Full),
+            (PrecisionChoice::Auto, Cuda, Some(24 * GIB), ModelFamily::Sd1, Precision::Fp16, MemoryMode::Full),
+            (PrecisionChoice::Auto, Cuda, Some(6 * GIB), ModelFamily::Sd2, Precision::Fp16, MemoryMode::Full),
+            (PrecisionChoice::Auto, Cuda, Some(4 * GIB), ModelFamily::Sd2, Precision::Fp16, MemoryMode::Low),
+            (PrecisionChoice::Auto, Cuda, Some(3 * GIB), ModelFamily::Sd1, Precision::Fp16, MemoryMode::Low),
+            (PrecisionChoice::Auto, Cuda, Some(8 * GIB), ModelFamily::Sdxl, Precision::Fp16, MemoryMode::Low),
+            (PrecisionChoice::Auto, Cuda, Some(12 * GIB), ModelFamily::Sdxl, Precision::Fp16, MemoryMode::Full),
+            (PrecisionChoice::Auto, DirectMl, None, ModelFamily::Sd1, Precision::Fp16, MemoryMode::Full),
+            (PrecisionChoice::Fp32, Cuda, Some(24 * GIB), ModelFamily::Sd1, Precision::Fp32, MemoryMode::Full),
+            (PrecisionChoice::Fp16, Cpu, None, ModelFamily::Sd1, Precision::Fp16, MemoryMode::Full),
         ];
-        for (choice, provider, memory, family, precision, low_vram) in cases {
+        for (choice, provider, memory, family, precision, mode) in cases {
             let decision = choose_precision(choice, LowVramChoice::Auto, provider, memory, family);
             assert_eq!(
-                (decision.precision, decision.low_vram),
-                (precision, low_vram),
+                (decision.precision, decision.memory),
+                (precision, mode),
                 "{choice:?} {provider} {memory:?} {family:?}: {}",
                 decision.reason
             );
@@ -189,20 +208,28 @@ mod tests {
     #[test]
     fn a_chosen_low_vram_mode_overrides_the_memory() {
         let forced = choose_precision(PrecisionChoice::Auto, LowVramChoice::On, Cuda, Some(80 * GIB), ModelFamily::Sd1);
-        assert_eq!((forced.precision, forced.low_vram), (Precision::Fp16, true));
+        assert_eq!((forced.precision, forced.memory), (Precision::Fp16, MemoryMode::Low));
         assert!(forced.reason.contains("low-VRAM mode chosen"), "{}", forced.reason);
         let refused =
             choose_precision(PrecisionChoice::Auto, LowVramChoice::Off, Cuda, Some(2 * GIB), ModelFamily::Sd1);
-        assert_eq!((refused.precision, refused.low_vram), (Precision::Fp16, false));
+        assert_eq!((refused.precision, refused.memory), (Precision::Fp16, MemoryMode::Full));
         assert!(refused.reason.contains("turned off"), "{}", refused.reason);
         let cpu = choose_precision(PrecisionChoice::Auto, LowVramChoice::On, Cpu, None, ModelFamily::Sd1);
-        assert_eq!((cpu.precision, cpu.low_vram), (Precision::Fp32, true));
+        assert_eq!((cpu.precision, cpu.memory), (Precision::Fp32, MemoryMode::Low));
+        // Medium mode only when chosen, whatever the memory.
+        let medium =
+            choose_precision(PrecisionChoice::Auto, LowVramChoice::Medium, Cuda, Some(2 * GIB), ModelFamily::Sd1);
+        assert_eq!(medium.memory, MemoryMode::Medium);
+        assert!(medium.reason.contains("medium-VRAM mode chosen"), "{}", medium.reason);
+        let auto = choose_precision(PrecisionChoice::Auto, LowVramChoice::Auto, Cuda, Some(5 * GIB), ModelFamily::Sd1);
+        assert_eq!(auto.memory, MemoryMode::Low);
     }
 
     #[test]
     fn low_vram_names_parse() {
         assert_eq!("ON".parse::<LowVramChoice>().unwrap(), LowVramChoice::On);
         assert_eq!("auto".parse::<LowVramChoice>().unwrap(), LowVramChoice::Auto);
+        assert_eq!("Medium".parse::<LowVramChoice>().unwrap(), LowVramChoice::Medium);
         assert!("sometimes".parse::<LowVramChoice>().unwrap_err().to_string().contains("sometimes"));
     }
 

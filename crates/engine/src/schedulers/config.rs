@@ -106,6 +106,11 @@ impl SchedulerConfig {
     pub(crate) fn spacing_or(&self, class_default: TimestepSpacing) -> TimestepSpacing {
         self.timestep_spacing.unwrap_or(class_default)
     }
+
+    /// `clip_sample_range` when `clip_sample` is set: the bound of the predicted clean sample.
+    pub(crate) fn sample_clip(&self) -> Option<f32> {
+        self.clip_sample.then_some(self.clip_sample_range as f32)
+    }
 }
 
 impl BetaSchedule {

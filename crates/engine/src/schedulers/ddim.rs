@@ -5,10 +5,13 @@
 
 use ndarray::{ArrayD, Zip};
 
-use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use super::noise_schedule::{NoiseSchedule, leading_timesteps, linspace_rounded_timesteps, trailing_timesteps};
+use super::config::{PredictionType, SchedulerConfig};
+use super::noise_schedule::{NoiseSchedule, noised};
+use super::training_timesteps::{
+    alpha_predicted_original, check_within_training, final_alpha_cumprod, spaced_timesteps,
+};
 use super::{BatchNoise, Scheduler};
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 
 pub(super) struct Ddim {
     /// Integer training timesteps, largest first.
@@ -26,30 +29,17 @@ pub(super) struct Ddim {
 impl Ddim {
     /// `DDIMScheduler.set_timesteps(steps)`, whose default spacing is "leading".
     pub(super) fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
-        let num_train = config.num_train_timesteps;
-        let timesteps = match config.spacing_or(TimestepSpacing::Leading) {
-            TimestepSpacing::Linspace => linspace_rounded_timesteps((num_train - 1) as f64, steps),
-            TimestepSpacing::Leading => leading_timesteps(num_train / steps, steps, config.steps_offset),
-            TimestepSpacing::Trailing => trailing_timesteps(num_train, num_train, steps),
-        };
-        if timesteps.iter().any(|&t| t < 0.0 || t >= num_train as f64) {
-            // "leading" with steps_offset 1 at 1000 steps reaches t = 1000 (diffusers fails with an IndexError).
-            return Err(EngineError::parameter(
-                "steps",
-                steps,
-                format!("DDIM's timesteps would leave the model's {num_train} training timesteps; use fewer steps"),
-            ));
-        }
-        let schedule = NoiseSchedule::new(config);
-        let alphas_cumprod = schedule.alphas_cumprod().to_vec();
-        let final_alpha_cumprod = if config.set_alpha_to_one { 1.0 } else { alphas_cumprod[0] };
+        let timesteps = spaced_timesteps(config, steps);
+        check_within_training("DDIM", config, steps, timesteps.iter().copied())?;
+        let alphas_cumprod = NoiseSchedule::new(config).alphas_cumprod().to_vec();
+        let final_alpha_cumprod = final_alpha_cumprod(config, &alphas_cumprod);
         Ok(Ddim {
             timesteps,
             alphas_cumprod,
             final_alpha_cumprod,
-            step_ratio: num_train / steps,
+            step_ratio: config.num_train_timesteps / steps,
             prediction_type: config.prediction_type,
-            clip: config.clip_sample.then_some(config.clip_sample_range as f32),
+            clip: config.sample_clip(),
         })
     }
 
@@ -61,14 +51,6 @@ impl Ddim {
 impl Scheduler for Ddim {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &ArrayD<f32>, _step_index: usize) -> ArrayD<f32> {
-        sample.clone()
     }
 
     /// `DDIMScheduler.step` with eta 0: x_prev = sqrt(a_prev) * x0 + sqrt(1 - a_prev) * eps.
@@ -88,23 +70,17 @@ impl Scheduler for Ddim {
         let beta_prod_t = 1.0 - alpha_prod_t;
         let (sqrt_alpha, sqrt_beta) = (alpha_prod_t.sqrt(), beta_prod_t.sqrt());
 
-        let (mut original, epsilon) = match self.prediction_type {
-            PredictionType::Epsilon => (
-                Zip::from(sample).and(model_output).map_collect(|&x, &eps| (x - sqrt_beta * eps) / sqrt_alpha),
-                model_output.clone(),
-            ),
-            PredictionType::Sample => (
-                model_output.clone(),
-                Zip::from(sample).and(model_output).map_collect(|&x, &x0| (x - sqrt_alpha * x0) / sqrt_beta),
-            ),
-            PredictionType::VPrediction => (
-                Zip::from(sample).and(model_output).map_collect(|&x, &v| sqrt_alpha * x - sqrt_beta * v),
-                Zip::from(sample).and(model_output).map_collect(|&x, &v| sqrt_alpha * v + sqrt_beta * x),
-            ),
+        let original = alpha_predicted_original(self.prediction_type, model_output, sample, alpha_prod_t, self.clip);
+        // The noise direction comes from the unclipped model output, as in diffusers.
+        let epsilon = match self.prediction_type {
+            PredictionType::Epsilon => model_output.clone(),
+            PredictionType::Sample => {
+                Zip::from(sample).and(model_output).map_collect(|&x, &x0| (x - sqrt_alpha * x0) / sqrt_beta)
+            }
+            PredictionType::VPrediction => {
+                Zip::from(sample).and(model_output).map_collect(|&x, &v| sqrt_alpha * v + sqrt_beta * x)
+            }
         };
-        if let Some(range) = self.clip {
-            original.mapv_inplace(|x0| x0.clamp(-range, range));
-        }
         // eta = 0: no variance term, so the direction to x_t has the whole 1 - a_prev.
         let direction_scale = (1.0 - alpha_prod_prev).sqrt();
         let sqrt_alpha_prev = alpha_prod_prev.sqrt();
@@ -114,14 +90,15 @@ impl Scheduler for Ddim {
     /// `sqrt(a_t) * original + sqrt(1 - a_t) * noise` (`DDIMScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let alpha_prod = self.alphas_cumprod[self.timestep(step_index)];
-        let (signal, noise_scale) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
-        Zip::from(original).and(noise).map_collect(|&x, &n| signal * x + noise_scale * n)
+        noised(original, noise, alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::EngineError;
+    use crate::schedulers::TimestepSpacing;
 
     fn config(spacing: Option<TimestepSpacing>) -> SchedulerConfig {
         SchedulerConfig { timestep_spacing: spacing, ..SchedulerConfig::default() }

@@ -6,10 +6,11 @@
 
 use ndarray::{ArrayD, Zip};
 
-use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use super::noise_schedule::{NoiseSchedule, leading_timesteps, linspace_rounded_timesteps, trailing_timesteps};
+use super::config::{PredictionType, SchedulerConfig};
+use super::noise_schedule::{NoiseSchedule, noised};
+use super::training_timesteps::{alpha_predicted_original, check_within_training, spaced_timesteps};
 use super::{BatchNoise, Scheduler};
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 
 pub(super) struct Ddpm {
     /// Integer training timesteps, largest first.
@@ -23,24 +24,13 @@ pub(super) struct Ddpm {
 impl Ddpm {
     /// `DDPMScheduler.set_timesteps(steps)`, whose default spacing is "leading".
     pub(super) fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
-        let num_train = config.num_train_timesteps;
-        let timesteps = match config.spacing_or(TimestepSpacing::Leading) {
-            TimestepSpacing::Linspace => linspace_rounded_timesteps((num_train - 1) as f64, steps),
-            TimestepSpacing::Leading => leading_timesteps(num_train / steps, steps, config.steps_offset),
-            TimestepSpacing::Trailing => trailing_timesteps(num_train, num_train, steps),
-        };
-        if timesteps.iter().any(|&t| t < 0.0 || t >= num_train as f64) {
-            return Err(EngineError::parameter(
-                "steps",
-                steps,
-                format!("DDPM's timesteps would leave the model's {num_train} training timesteps; use fewer steps"),
-            ));
-        }
+        let timesteps = spaced_timesteps(config, steps);
+        check_within_training("DDPM", config, steps, timesteps.iter().copied())?;
         Ok(Ddpm {
             timesteps,
             alphas_cumprod: NoiseSchedule::new(config).alphas_cumprod().to_vec(),
             prediction_type: config.prediction_type,
-            clip: config.clip_sample.then_some(config.clip_sample_range as f32),
+            clip: config.sample_clip(),
         })
     }
 }
@@ -48,14 +38,6 @@ impl Ddpm {
 impl Scheduler for Ddpm {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &ArrayD<f32>, _step_index: usize) -> ArrayD<f32> {
-        sample.clone()
     }
 
     /// `DDPMScheduler.step`: the previous timestep is the next one listed (`previous_timestep`), alpha_cumprod 1
@@ -74,20 +56,7 @@ impl Scheduler for Ddpm {
         let (beta_prod, beta_prod_prev) = (1.0 - alpha_prod, 1.0 - alpha_prod_prev);
         let current_alpha = alpha_prod / alpha_prod_prev;
         let current_beta = 1.0 - current_alpha;
-        let (sqrt_alpha, sqrt_beta) = (alpha_prod.sqrt(), beta_prod.sqrt());
-
-        let mut original = match self.prediction_type {
-            PredictionType::Epsilon => {
-                Zip::from(sample).and(model_output).map_collect(|&x, &eps| (x - sqrt_beta * eps) / sqrt_alpha)
-            }
-            PredictionType::Sample => model_output.clone(),
-            PredictionType::VPrediction => {
-                Zip::from(sample).and(model_output).map_collect(|&x, &v| sqrt_alpha * x - sqrt_beta * v)
-            }
-        };
-        if let Some(range) = self.clip {
-            original.mapv_inplace(|x0| x0.clamp(-range, range));
-        }
+        let original = alpha_predicted_original(self.prediction_type, model_output, sample, alpha_prod, self.clip);
         // The posterior mean's weights on x0 and x_t (eq. 7).
         let original_coeff = (alpha_prod_prev.sqrt() * current_beta) / beta_prod;
         let sample_coeff = current_alpha.sqrt() * beta_prod_prev / beta_prod;
@@ -105,14 +74,14 @@ impl Scheduler for Ddpm {
     /// `sqrt(a_t) * original + sqrt(1 - a_t) * noise` (`DDPMScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let alpha_prod = self.alphas_cumprod[self.timesteps[step_index] as usize];
-        let (signal, noise_scale) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
-        Zip::from(original).and(noise).map_collect(|&x, &n| signal * x + noise_scale * n)
+        noised(original, noise, alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedulers::TimestepSpacing;
 
     #[test]
     fn exact_epsilon_without_noise_recovers_the_clean_sample() {

@@ -11,7 +11,7 @@ use ndarray::{ArrayD, Zip};
 
 use super::config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing};
 use super::noise_schedule::{
-    NoiseSchedule, exponential_sigmas, interp_at, karras_sigmas, leading_timesteps, linspace_rounded_timesteps,
+    NoiseSchedule, exponential_sigmas, interp_at, karras_sigmas, leading_timesteps, linspace_rounded_timesteps, noised,
     sigma_to_t, trailing_timesteps,
 };
 use super::{BatchNoise, Scheduler, SigmaSchedule};
@@ -182,14 +182,6 @@ impl Scheduler for DpmSolverMultistep {
         &self.schedule.timesteps
     }
 
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &ArrayD<f32>, _step_index: usize) -> ArrayD<f32> {
-        sample.clone()
-    }
-
     /// First order on the first step and on the last (lower_order_final, and final sigma 0), second order between.
     /// The SDE variant draws noise on every step, the last included (where its scale is 0), as diffusers does.
     fn step(
@@ -264,7 +256,7 @@ impl Scheduler for DpmSolverMultistep {
     /// `alpha_t * original + sigma_t * noise` at the step's sigma (`DPMSolverMultistepScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let (alpha, sigma) = alpha_sigma(self.schedule.sigmas[step_index]);
-        Zip::from(original).and(noise).map_collect(|&x, &n| alpha * x + sigma * n)
+        noised(original, noise, alpha, sigma)
     }
 }
 

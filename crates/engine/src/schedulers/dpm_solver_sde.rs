@@ -22,7 +22,7 @@ use ndarray::{ArrayD, Zip};
 use super::config::{PredictionType, SchedulerConfig};
 use super::euler::{init_noise_sigma, predicted_original};
 use super::heun::repeat_after_first;
-use super::noise_schedule::{NoiseSchedule, SigmaSteps, SpacedTimesteps, sigma_to_t};
+use super::noise_schedule::{NoiseSchedule, SigmaSteps, SpacedTimesteps, noised, scaled_to_unit_variance, sigma_to_t};
 use super::{BatchNoise, Scheduler, SigmaSchedule};
 
 pub(super) struct DpmSolverSde {
@@ -129,8 +129,7 @@ impl Scheduler for DpmSolverSde {
             None => self.sigmas[step_index],
             Some(first) => first.midpoint,
         };
-        let scale = (sigma * sigma + 1.0).sqrt();
-        sample.mapv(|x| x / scale)
+        scaled_to_unit_variance(sample, sigma)
     }
 
     /// Draws noise after each evaluation but the last (the Euler step to sigma 0), as diffusers draws from its tree.
@@ -189,7 +188,7 @@ impl Scheduler for DpmSolverSde {
     /// `original + noise * sigma` (`DPMSolverSDEScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let sigma = self.sigmas[step_index];
-        Zip::from(original).and(noise).map_collect(|&x, &n| x + n * sigma)
+        noised(original, noise, 1.0, sigma)
     }
 }
 

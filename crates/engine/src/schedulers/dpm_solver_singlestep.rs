@@ -14,6 +14,7 @@ use ndarray::{ArrayD, Zip};
 
 use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
 use super::dpm_solver_multistep::{SdeScales, SolverSchedule, alpha_sigma, data_prediction, half_log_snr, lambda_of};
+use super::noise_schedule::noised;
 use super::{BatchNoise, Scheduler, SigmaSchedule};
 
 pub(super) struct DpmSolverSinglestep {
@@ -58,14 +59,6 @@ fn order_list(steps: usize) -> Vec<usize> {
 impl Scheduler for DpmSolverSinglestep {
     fn timesteps(&self) -> &[f64] {
         &self.schedule.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &ArrayD<f32>, _step_index: usize) -> ArrayD<f32> {
-        sample.clone()
     }
 
     /// Noise is drawn on every step, the last included (where its scale is 0), as diffusers does.
@@ -118,7 +111,7 @@ impl Scheduler for DpmSolverSinglestep {
     /// `alpha_t * original + sigma_t * noise` at the step's sigma (`DPMSolverSinglestepScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let (alpha, sigma) = alpha_sigma(self.schedule.sigmas[step_index]);
-        Zip::from(original).and(noise).map_collect(|&x, &n| alpha * x + sigma * n)
+        noised(original, noise, alpha, sigma)
     }
 }
 

@@ -6,7 +6,7 @@
 use ndarray::{ArrayD, Zip};
 
 use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use super::noise_schedule::{SigmaSteps, SpacedTimesteps};
+use super::noise_schedule::{SigmaSteps, SpacedTimesteps, noised, scaled_to_unit_variance};
 use super::{BatchNoise, Scheduler, SigmaSchedule};
 
 /// Timesteps and sigmas as `EulerDiscreteScheduler.set_timesteps` makes them (float32), the final sigma zero.
@@ -34,14 +34,13 @@ impl EulerSigmas {
     /// `sample / (sigma^2 + 1) ** 0.5` (`scale_model_input`).
     pub(super) fn scale_model_input(&self, sample: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let sigma = self.sigmas[step_index];
-        let scale = (sigma * sigma + 1.0).sqrt();
-        sample.mapv(|x| x / scale)
+        scaled_to_unit_variance(sample, sigma)
     }
 
     /// `original + noise * sigma` (`add_noise`).
     pub(super) fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let sigma = self.sigmas[step_index];
-        Zip::from(original).and(noise).map_collect(|&x, &n| x + n * sigma)
+        noised(original, noise, 1.0, sigma)
     }
 }
 

@@ -39,7 +39,7 @@ impl HeunDiscrete {
         HeunDiscrete {
             sigmas: EulerSigmas { timesteps, sigmas, init_noise_sigma: euler.init_noise_sigma },
             prediction_type: config.prediction_type,
-            clip: config.clip_sample.then_some(config.clip_sample_range as f32),
+            clip: config.sample_clip(),
             first_half: None,
         }
     }

@@ -13,7 +13,9 @@ use ndarray::{ArrayD, Zip};
 use super::config::{PredictionType, SchedulerConfig};
 use super::euler::{init_noise_sigma, predicted_original};
 use super::heun::repeat_after_first;
-use super::noise_schedule::{NoiseSchedule, SigmaSteps, SpacedTimesteps, sigma_to_t_f32, torch_lerp_half};
+use super::noise_schedule::{
+    NoiseSchedule, SigmaSteps, SpacedTimesteps, noised, scaled_to_unit_variance, sigma_to_t_f32, torch_lerp_half,
+};
 use super::{BatchNoise, Scheduler, SigmaSchedule};
 
 /// The per-step timesteps and float32 sigmas (with the final 0) of both KDPM2 schedulers.
@@ -115,8 +117,7 @@ impl Scheduler for KDpm2Discrete {
             None => self.sigmas[step_index],
             Some(_) => self.midpoints[step_index],
         };
-        let scale = (sigma * sigma + 1.0).sqrt();
-        sample.mapv(|x| x / scale)
+        scaled_to_unit_variance(sample, sigma)
     }
 
     fn step(
@@ -152,7 +153,7 @@ impl Scheduler for KDpm2Discrete {
     /// `original + noise * sigma` (`KDPM2DiscreteScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let sigma = self.sigmas[step_index];
-        Zip::from(original).and(noise).map_collect(|&x, &n| x + n * sigma)
+        noised(original, noise, 1.0, sigma)
     }
 }
 

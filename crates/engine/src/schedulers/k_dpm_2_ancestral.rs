@@ -12,6 +12,7 @@ use ndarray::{ArrayD, Zip};
 use super::config::{PredictionType, SchedulerConfig};
 use super::euler::{init_noise_sigma, predicted_original};
 use super::k_dpm_2::{StepSigmas, geometric_mean, interleave, midpoint_timesteps};
+use super::noise_schedule::{noised, scaled_to_unit_variance};
 use super::{BatchNoise, Scheduler, SigmaSchedule};
 
 pub(super) struct KDpm2AncestralDiscrete {
@@ -92,8 +93,7 @@ impl Scheduler for KDpm2AncestralDiscrete {
             None => self.sigmas[step_index],
             Some(_) => self.midpoints[step_index - 1],
         };
-        let scale = (sigma * sigma + 1.0).sqrt();
-        sample.mapv(|x| x / scale)
+        scaled_to_unit_variance(sample, sigma)
     }
 
     /// Draws noise on the second evaluation of each step only, as diffusers does.
@@ -132,7 +132,7 @@ impl Scheduler for KDpm2AncestralDiscrete {
     /// `original + noise * sigma` (`KDPM2AncestralDiscreteScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let sigma = self.sigmas[step_index];
-        Zip::from(original).and(noise).map_collect(|&x, &n| x + n * sigma)
+        noised(original, noise, 1.0, sigma)
     }
 }
 

@@ -9,7 +9,8 @@
 use ndarray::{ArrayD, Zip};
 
 use super::config::{PredictionType, SchedulerConfig};
-use super::noise_schedule::NoiseSchedule;
+use super::noise_schedule::{NoiseSchedule, noised};
+use super::training_timesteps::alpha_predicted_original;
 use super::{BatchNoise, Scheduler};
 use crate::error::{EngineError, Result};
 
@@ -53,7 +54,7 @@ impl Lcm {
             timesteps,
             alphas_cumprod: NoiseSchedule::new(config).alphas_cumprod().to_vec(),
             prediction_type: config.prediction_type,
-            clip: config.clip_sample.then_some(config.clip_sample_range as f32),
+            clip: config.sample_clip(),
         })
     }
 }
@@ -61,14 +62,6 @@ impl Lcm {
 impl Scheduler for Lcm {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &ArrayD<f32>, _step_index: usize) -> ArrayD<f32> {
-        sample.clone()
     }
 
     fn step(
@@ -82,7 +75,6 @@ impl Scheduler for Lcm {
         let prev = self.timesteps.get(step_index + 1).map_or(t, |&prev| prev as usize);
         let alpha_prod = self.alphas_cumprod[t];
         let alpha_prod_prev = self.alphas_cumprod[prev];
-        let (sqrt_alpha, sqrt_beta) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
 
         // get_scalings_for_boundary_condition_discrete, in float32 as torch computes it from the int64 timestep.
         let scaled = t as f32 * TIMESTEP_SCALING;
@@ -90,32 +82,19 @@ impl Scheduler for Lcm {
         let c_skip = sigma_data2 / (scaled * scaled + sigma_data2);
         let c_out = scaled / (scaled * scaled + sigma_data2).sqrt();
 
-        let mut original = match self.prediction_type {
-            PredictionType::Epsilon => {
-                Zip::from(sample).and(model_output).map_collect(|&x, &eps| (x - sqrt_beta * eps) / sqrt_alpha)
-            }
-            PredictionType::Sample => model_output.clone(),
-            PredictionType::VPrediction => {
-                Zip::from(sample).and(model_output).map_collect(|&x, &v| sqrt_alpha * x - sqrt_beta * v)
-            }
-        };
-        if let Some(range) = self.clip {
-            original.mapv_inplace(|x0| x0.clamp(-range, range));
-        }
+        let original = alpha_predicted_original(self.prediction_type, model_output, sample, alpha_prod, self.clip);
         let denoised = Zip::from(&original).and(sample).map_collect(|&x0, &x| c_out * x0 + c_skip * x);
         if step_index + 1 == self.timesteps.len() {
             return denoised;
         }
         let fresh = noise.randn(model_output.shape());
-        let (signal, noise_scale) = (alpha_prod_prev.sqrt(), (1.0 - alpha_prod_prev).sqrt());
-        Zip::from(&denoised).and(&fresh).map_collect(|&d, &n| signal * d + noise_scale * n)
+        noised(&denoised, &fresh, alpha_prod_prev.sqrt(), (1.0 - alpha_prod_prev).sqrt())
     }
 
     /// `sqrt(a_t) * original + sqrt(1 - a_t) * noise` (`LCMScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let alpha_prod = self.alphas_cumprod[self.timesteps[step_index] as usize];
-        let (signal, noise_scale) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
-        Zip::from(original).and(noise).map_collect(|&x, &n| signal * x + noise_scale * n)
+        noised(original, noise, alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt())
     }
 }
 

@@ -29,6 +29,7 @@ mod lms;
 mod noise_schedule;
 mod pndm;
 mod sampler;
+mod training_timesteps;
 mod unipc;
 
 use ndarray::ArrayD;
@@ -90,8 +91,12 @@ pub trait Scheduler: Send {
     /// The timesteps the model is evaluated at, in order. `step_index` below indexes this list.
     fn timesteps(&self) -> &[f64];
 
-    /// The standard deviation of the initial noise (multiplies the seeded `randn` latents).
-    fn init_noise_sigma(&self) -> f32;
+    /// The standard deviation of the initial noise (multiplies the seeded `randn` latents). The defaults here and
+    /// in `scale_model_input` are those of the samplers that work on alphas (DDIM, DPM-Solver...): noise of standard
+    /// deviation 1, the model input unscaled.
+    fn init_noise_sigma(&self) -> f32 {
+        1.0
+    }
 
     /// Model evaluations per step (diffusers' `scheduler.order`): 2 for Heun, DPM2, DPM2 a and DPM++ SDE, whose
     /// steps each take two consecutive entries of `timesteps`. Image to image that skips the first `k` steps starts
@@ -101,7 +106,9 @@ pub trait Scheduler: Send {
     }
 
     /// The model input for `sample` at `step_index` (for sigma-based samplers, divided by sqrt(sigma^2 + 1)).
-    fn scale_model_input(&self, sample: &ArrayD<f32>, step_index: usize) -> ArrayD<f32>;
+    fn scale_model_input(&self, sample: &ArrayD<f32>, _step_index: usize) -> ArrayD<f32> {
+        sample.clone()
+    }
 
     /// Advances `sample` by one model evaluation; returns the new sample. Calls are expected in order of
     /// `step_index`, from the first index given onwards (multistep and two-evaluation samplers keep state between

@@ -5,6 +5,8 @@
 //! computes in float32 and where in float64, so that timesteps and sigmas come out bit for bit where it matters
 //! (the UNet sees the timestep; every step multiplies by the sigmas).
 
+use ndarray::{ArrayD, Zip};
+
 use super::SigmaSchedule;
 use super::config::{BetaSchedule, SchedulerConfig, TimestepSpacing};
 
@@ -167,6 +169,19 @@ pub(crate) fn linspace_rounded_timesteps(last: f64, points: usize) -> Vec<f64> {
     let mut values: Vec<f64> = numpy_linspace(0.0, last, points).into_iter().map(f64::round_ties_even).collect();
     values.reverse();
     values
+}
+
+/// `signal * original + noise_scale * noise`: every sampler's `add_noise`, at the scales of its noise level
+/// (sqrt(alpha_cumprod) and sqrt(1 - alpha_cumprod), or 1 and sigma).
+pub(crate) fn noised(original: &ArrayD<f32>, noise: &ArrayD<f32>, signal: f32, noise_scale: f32) -> ArrayD<f32> {
+    Zip::from(original).and(noise).map_collect(|&x, &n| signal * x + noise_scale * n)
+}
+
+/// `sample / sqrt(sigma^2 + 1)`: the model input of the samplers on VE sigmas, whose samples have variance
+/// sigma^2 + 1 where the model was trained on unit variance.
+pub(crate) fn scaled_to_unit_variance(sample: &ArrayD<f32>, sigma: f32) -> ArrayD<f32> {
+    let scale = (sigma * sigma + 1.0).sqrt();
+    sample.mapv(|x| x / scale)
 }
 
 /// `np.interp(x, np.arange(len(values)), values)`: linear interpolation in float64 over integer abscissae,

@@ -7,10 +7,11 @@
 
 use ndarray::{ArrayD, Zip};
 
-use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use super::noise_schedule::{NoiseSchedule, leading_timesteps, linspace_rounded_timesteps, trailing_timesteps};
+use super::config::{PredictionType, SchedulerConfig};
+use super::noise_schedule::{NoiseSchedule, noised};
+use super::training_timesteps::{check_within_training, final_alpha_cumprod, spaced_timesteps};
 use super::{BatchNoise, Scheduler};
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 
 pub(super) struct Plms {
     /// Integer training timesteps: `[t0, t1, t1, t2, ..., t(n-1)]`.
@@ -32,13 +33,8 @@ pub(super) struct Plms {
 impl Plms {
     /// `PNDMScheduler.set_timesteps(steps)` with skip_prk_steps, whose default spacing is "leading".
     pub(super) fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
-        let num_train = config.num_train_timesteps;
-        let step_ratio = num_train / steps;
-        let spaced = match config.spacing_or(TimestepSpacing::Leading) {
-            TimestepSpacing::Linspace => linspace_rounded_timesteps((num_train - 1) as f64, steps),
-            TimestepSpacing::Leading => leading_timesteps(step_ratio, steps, config.steps_offset),
-            TimestepSpacing::Trailing => trailing_timesteps(num_train, num_train, steps),
-        };
+        let step_ratio = config.num_train_timesteps / steps;
+        let spaced = spaced_timesteps(config, steps);
         // concatenate([ts[:-1], ts[-2:-1], ts[-1:]])[::-1] of the ascending ts: the second timestep twice.
         let mut timesteps = spaced.clone();
         if steps > 1 {
@@ -46,15 +42,9 @@ impl Plms {
         }
         // The redo of the first step reads alphas_cumprod at the second timestep plus the step ratio.
         let redo_timestep = spaced.get(1).map_or(0.0, |t| t + step_ratio as f64);
-        if timesteps.iter().chain([&redo_timestep]).any(|&t| t < 0.0 || t >= num_train as f64) {
-            return Err(EngineError::parameter(
-                "steps",
-                steps,
-                format!("PLMS's timesteps would leave the model's {num_train} training timesteps; use fewer steps"),
-            ));
-        }
+        check_within_training("PLMS", config, steps, timesteps.iter().copied().chain([redo_timestep]))?;
         let alphas_cumprod = NoiseSchedule::new(config).alphas_cumprod().to_vec();
-        let final_alpha_cumprod = if config.set_alpha_to_one { 1.0 } else { alphas_cumprod[0] };
+        let final_alpha_cumprod = final_alpha_cumprod(config, &alphas_cumprod);
         Ok(Plms {
             timesteps,
             alphas_cumprod,
@@ -94,14 +84,6 @@ impl Plms {
 impl Scheduler for Plms {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
-    }
-
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &ArrayD<f32>, _step_index: usize) -> ArrayD<f32> {
-        sample.clone()
     }
 
     /// `PNDMScheduler.step_plms`: Adams-Bashforth combinations of the noise predictions, of order 1 to 4.
@@ -160,14 +142,15 @@ impl Scheduler for Plms {
     /// `sqrt(a_t) * original + sqrt(1 - a_t) * noise` (`PNDMScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let alpha_prod = self.alphas_cumprod[self.timesteps[step_index] as usize];
-        let (signal, noise_scale) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
-        Zip::from(original).and(noise).map_collect(|&x, &n| signal * x + noise_scale * n)
+        noised(original, noise, alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::EngineError;
+    use crate::schedulers::TimestepSpacing;
 
     fn config(spacing: Option<TimestepSpacing>) -> SchedulerConfig {
         SchedulerConfig { timestep_spacing: spacing, ..SchedulerConfig::default() }

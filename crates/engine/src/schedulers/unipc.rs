@@ -10,6 +10,7 @@ use ndarray::{ArrayD, Zip};
 
 use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
 use super::dpm_solver_multistep::{SolverSchedule, alpha_sigma, data_prediction, lambda_of};
+use super::noise_schedule::noised;
 use super::{BatchNoise, Scheduler, SigmaSchedule};
 
 /// `solver_order`.
@@ -137,14 +138,6 @@ impl Scheduler for UniPcMultistep {
         &self.schedule.timesteps
     }
 
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, sample: &ArrayD<f32>, _step_index: usize) -> ArrayD<f32> {
-        sample.clone()
-    }
-
     fn step(
         &mut self,
         model_output: &ArrayD<f32>,
@@ -189,7 +182,7 @@ impl Scheduler for UniPcMultistep {
     /// `alpha_t * original + sigma_t * noise` at the step's sigma (`UniPCMultistepScheduler.add_noise`).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32> {
         let (alpha, sigma) = alpha_sigma(self.schedule.sigmas[step_index]);
-        Zip::from(original).and(noise).map_collect(|&x, &n| alpha * x + sigma * n)
+        noised(original, noise, alpha, sigma)
     }
 }
 

@@ -2,7 +2,7 @@
 // settings, and the mode with its settings. `sendToCanvas` is the one way in for pictures from elsewhere (a result,
 // the gallery); the Canvas view draws from here and turns what it holds into the job's mode.
 import { getContext, setContext } from "svelte";
-import type { Api } from "../api";
+import { asAppError, type Api } from "../api";
 import { MaskBuffer, type Rect } from "../canvas/mask";
 import { type LoadedPicture, dataUrlBase64, loadPicture, maskToPngDataUrl, pictureToMaskValues, pictureToPngDataUrl } from "../canvas/png";
 import type { OutpaintBorders } from "../canvas/renderer";
@@ -13,8 +13,11 @@ import type { ImageResult, JobMode, MaskedContent } from "../types";
 export type CanvasMode = "img2img" | "inpaint" | "outpaint";
 export type CanvasTool = "brush" | "eraser";
 
-/** What can be sent to the canvas: a generated image (or its path), a URL, or a blob (file, paste, drop). */
-export type CanvasSource = ImageResult | { path: string } | string | Blob;
+/**
+ * What can be sent to the canvas: a generated image (or its path), a picture dropped on the app's window (its
+ * path), a URL, or a blob (file, paste, a drop in a browser).
+ */
+export type CanvasSource = ImageResult | { path: string } | { dropped: string } | string | Blob;
 
 export class CanvasState {
   picture = $state.raw<LoadedPicture | null>(null);
@@ -72,7 +75,7 @@ export class CanvasState {
       this.setPicture(picture);
       return true;
     } catch (error) {
-      this.notice = `Could not open that picture: ${error instanceof Error ? error.message : String(error)}`;
+      this.notice = `Could not open that picture: ${error instanceof Error ? error.message : asAppError(error).message}`;
       return false;
     } finally {
       this.loading = false;
@@ -95,6 +98,9 @@ export class CanvasState {
   private async blobOrUrl(source: CanvasSource): Promise<string | Blob> {
     if (source instanceof Blob) return source;
     if (typeof source === "string" && /^(data:|blob:|https?:)/.test(source)) return source;
+    if (typeof source === "object" && "dropped" in source) {
+      return new Blob([await this.api.readDroppedPicture(source.dropped)], { type: "image/png" });
+    }
     const path = typeof source === "string" ? source : source.path;
     return new Blob([await this.api.readOutputImage(path)], { type: "image/png" });
   }
@@ -144,8 +150,15 @@ export class CanvasState {
     this.editMask((m) => m.replace(values));
   }
 
-  exportMask(): string | null {
-    return this.mask ? maskToPngDataUrl(this.mask) : null;
+  /** "Export mask": the app's save dialog writes the mask as a PNG; the notice says where. */
+  async saveMaskAs() {
+    if (!this.mask) return;
+    try {
+      const saved = await this.api.saveMaskAs(dataUrlBase64(maskToPngDataUrl(this.mask)));
+      if (saved) this.notice = `Mask saved to ${saved}`;
+    } catch (error) {
+      this.notice = `Could not save the mask: ${asAppError(error).message}`;
+    }
   }
 
   /** The size the model works at: the picture's, rounded down to a multiple of 8 (as `pigment img2img` does). */

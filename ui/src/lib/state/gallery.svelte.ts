@@ -3,7 +3,7 @@
 // the pending undo of a delete and the "PNG Info" of a dropped file. Every fact comes from the Rust side.
 import { asAppError, type Api } from "../api";
 import type {
-  DroppedPng,
+  DroppedImage,
   GalleryBoard,
   GalleryFilters,
   GalleryImage,
@@ -13,6 +13,7 @@ import type {
   ReuseParams,
   ScanProgress,
 } from "../types";
+import type { WindowDrops } from "./drops";
 import type { GenerateForm } from "./generate.svelte";
 
 /** Images per request: a few screens of thumbnails. */
@@ -55,9 +56,7 @@ export class GalleryState {
   undo = $state<{ ids: number[]; label: string } | null>(null);
   notice = $state<string | null>(null);
   scan = $state<ScanProgress | null>(null);
-  dropped = $state<DroppedPng | null>(null);
-  /** False while a view takes dropped files itself (the canvas): no "PNG Info" then. */
-  acceptDrops = true;
+  dropped = $state<DroppedImage | null>(null);
 
   private api: Api;
   /** Loaded pages by page number; plain (not reactive): `version` says when it changed. */
@@ -315,12 +314,10 @@ export class GalleryState {
     }
   }
 
-  /** Starts listening for PNGs dropped on the window. */
-  async watchDrops() {
+  /** Shows "PNG Info" for pictures dropped on the window that no view shown takes (the canvas takes them). */
+  async watchDrops(drops: WindowDrops) {
     try {
-      await this.api.watchDroppedFiles((info) => {
-        if (this.acceptDrops) this.dropped = info;
-      });
+      await drops.watch((info) => (this.dropped = info));
     } catch (error) {
       this.fail(error);
     }

@@ -2,9 +2,11 @@
 //! `canny` (OpenCV's Canny), `scribble` (a hand drawing as white lines on black), `lineart` (edge strength of the
 //! blurred picture: an edge-extraction stand-in for the model-based lineart annotators), `tile` (the picture
 //! resized), `inpaint` (masked pixels marked -1, diffusers' `make_inpaint_condition`). Depth and pose need ONNX
-//! annotator models and are not here.
+//! annotator models ([`crate::model::DepthModel`], [`crate::model::PoseModel`]): [`depth`] and [`openpose`].
 
 mod canny;
+pub mod depth;
+pub mod openpose;
 
 use std::fmt;
 
@@ -15,7 +17,7 @@ pub use canny::{canny, to_grey};
 use crate::error::{EngineError, Result};
 use crate::image::mask::{binarize, blur};
 use crate::image::{ResizeMode, resize_image};
-use crate::pipeline::{ControlImage, Preprocessing};
+use crate::pipeline::{Control, ControlImage, Preprocessing, Progress, Stage};
 
 /// A1111's default Canny thresholds (Threshold A, Threshold B).
 pub const DEFAULT_CANNY_LOW: f32 = 100.0;
@@ -101,6 +103,20 @@ impl fmt::Display for Preprocessor {
     }
 }
 
+/// The control image for `picture`: preprocessed at the generation size, or used as it is without a preprocessor
+/// (module `none`; the pipeline resizes it to the generation size, saying so).
+pub fn control_image(
+    picture: RgbImage,
+    preprocessor: Option<Preprocessor>,
+    width: u32,
+    height: u32,
+) -> Result<(ControlImage, Preprocessing)> {
+    match preprocessor {
+        Some(preprocessor) => preprocessor.apply(&picture, width, height),
+        None => Ok((ControlImage::new(picture), Preprocessing { module: "none".into(), params: Vec::new() })),
+    }
+}
+
 pub fn grey_to_rgb(grey: &GrayImage) -> RgbImage {
     RgbImage::from_fn(grey.width(), grey.height(), |x, y| {
         let v = grey.get_pixel(x, y).0[0];
@@ -154,6 +170,23 @@ pub fn inpaint_condition(image: &RgbImage, mask: &GrayImage) -> (ControlImage, P
     let mask = resize_image(mask, image.width(), image.height(), ResizeMode::Just);
     let control = ControlImage { image: image.clone(), masked: Some(binarize(&mask, false)) };
     (control, Preprocessing { module: "inpaint_only".into(), params: Vec::new() })
+}
+
+/// The progress of a preprocessor's one model run: `report(0)` before it, `report(1)` after (stage
+/// [`Stage::Preprocessing`], one step); a cancel from `progress` becomes [`EngineError::Cancelled`].
+fn model_run_reporter(progress: &mut dyn FnMut(&Progress) -> Control) -> impl FnMut(usize) -> Result<()> + '_ {
+    let started = std::time::Instant::now();
+    move |step| match progress(&Progress {
+        stage: Stage::Preprocessing,
+        batch: 0,
+        batches: 1,
+        step,
+        steps: 1,
+        elapsed: started.elapsed(),
+    }) {
+        Control::Continue => Ok(()),
+        Control::Cancel => Err(EngineError::Cancelled),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,115 @@
+//! ControlNets, T2I-Adapters and the UNet with residual inputs are sessions like the model's parts: in low-VRAM mode
+//! they take turns with the text encoder, UNet and VAE (one part on the device at a time), and with fixed
+//! dimensions (DirectML) their sessions are made for the shapes they run. Checked on the CPU: the images must not
+//! change (exactly in low-VRAM mode, where the same kernels run; within rounding with fixed dimensions).
+
+mod common;
+
+use common::{Collect, control_model, fixture_image};
+use pigment_engine::model::{AdapterModel, ControlNetModel, LoadedModel, ResidualKind, ResidualUnet};
+use pigment_engine::pipeline::{
+    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, Shared, txt2img,
+};
+use pigment_engine::runtime::{LowVramChoice, Runtime};
+use pigment_engine::schedulers::parse_sampler;
+
+fn control_image() -> ControlImage {
+    ControlImage::new(fixture_image("reference/controlnet/canny_64_rgb.png"))
+}
+
+fn request(control: ControlRequest) -> GenerateRequest {
+    let (sampler, schedule) = parse_sampler("Euler").unwrap();
+    GenerateRequest {
+        prompt: "a house by a lake".into(),
+        negative_prompt: "blurry".into(),
+        seed: Some(11),
+        steps: 4,
+        cfg_scale: 7.0,
+        sampler,
+        schedule,
+        width: 64,
+        height: 64,
+        control: Box::new(control),
+        ..GenerateRequest::default()
+    }
+}
+
+/// A ControlNet active for the first half of the steps: the residual UNet runs, then the plain one.
+fn controlnet_request(runtime: &Runtime, net: &Shared<ControlNetModel>) -> GenerateRequest {
+    let unet = ResidualUnet::open(runtime, &control_model(), ResidualKind::ControlNet).unwrap();
+    request(ControlRequest {
+        controlnets: vec![ControlNetUnit { end: 0.5, ..ControlNetUnit::new(net.clone(), control_image()) }],
+        unet: Some(Shared::new(unet)),
+        ..ControlRequest::default()
+    })
+}
+
+fn adapter_request(runtime: &Runtime) -> GenerateRequest {
+    let adapter = AdapterModel::open(runtime, &common::fixtures().join("adapter/tiny-adapter")).unwrap();
+    let unet = ResidualUnet::open(runtime, &control_model(), ResidualKind::Adapter).unwrap();
+    request(ControlRequest {
+        adapters: vec![AdapterUnit::new(Shared::new(adapter), control_image())],
+        unet: Some(Shared::new(unet)),
+        ..ControlRequest::default()
+    })
+}
+
+fn generate(model: &mut LoadedModel, request: &GenerateRequest) -> Collect {
+    let mut collect = Collect::default();
+    txt2img(model, request, &mut collect).unwrap();
+    assert_eq!(collect.images.len(), 1);
+    collect
+}
+
+fn controlnet(runtime: &Runtime) -> Shared<ControlNetModel> {
+    Shared::new(ControlNetModel::open(runtime, &common::fixtures().join("controlnet/tiny-canny")).unwrap())
+}
+
+#[test]
+fn controlnets_and_adapters_take_turns_in_low_vram_mode_and_the_images_do_not_change() {
+    let runtime = common::runtime();
+    let mut full = LoadedModel::open(&runtime.with_low_vram(LowVramChoice::Off), &control_model()).unwrap();
+    let mut low = LoadedModel::open(&runtime.with_low_vram(LowVramChoice::On), &control_model()).unwrap();
+    let net = controlnet(&runtime);
+
+    let expected = generate(&mut full, &controlnet_request(&runtime, &net));
+    assert!(net.lock().unwrap().is_loaded(), "with a fully loaded model the ControlNet stays loaded");
+    let got = generate(&mut low, &controlnet_request(&runtime, &net));
+    assert!(expected.pictures() == got.pictures(), "the low-VRAM ControlNet image differs from the fully loaded one");
+    assert!(!net.lock().unwrap().is_loaded(), "in low-VRAM mode the ControlNet gave the device to the VAE");
+    assert_eq!(low.loaded_parts(), ["vae_decoder"], "one part on the device: the VAE decoded last");
+    // The same ControlNet back with the fully loaded model leaves the turns and gives the same image again.
+    let again = generate(&mut full, &controlnet_request(&runtime, &net));
+    assert!(again.pictures() == expected.pictures());
+    assert!(net.lock().unwrap().is_loaded());
+
+    let expected = generate(&mut full, &adapter_request(&runtime));
+    let got = generate(&mut low, &adapter_request(&runtime));
+    assert!(expected.pictures() == got.pictures(), "the low-VRAM adapter image differs from the fully loaded one");
+    assert_eq!(low.loaded_parts(), ["vae_decoder"]);
+}
+
+#[test]
+fn controlnet_sessions_are_made_for_the_shapes_they_run_and_the_images_do_not_change() {
+    let runtime = common::runtime();
+    let fixed_runtime = runtime.with_fixed_dimensions(true);
+    let mut free = LoadedModel::open(&runtime, &control_model()).unwrap();
+    let mut fixed = LoadedModel::open(&fixed_runtime, &control_model()).unwrap();
+    let (free_net, fixed_net) = (controlnet(&runtime), controlnet(&fixed_runtime));
+    assert!(fixed_net.lock().unwrap().fixed_dimensions().is_empty(), "nothing is fixed before a run");
+
+    let expected = generate(&mut free, &controlnet_request(&runtime, &free_net));
+    let got = generate(&mut fixed, &controlnet_request(&fixed_runtime, &fixed_net));
+    let (max, mean) = common::difference(got.pictures()[0], expected.pictures()[0]);
+    assert!(max <= 1 && mean <= 0.05, "fixed dimensions changed the ControlNet image: max {max}, mean {mean}");
+    // Classifier-free guidance: batch 2. The export names both the latents' and the control image's sides
+    // "height" and "width": sizes that differ between inputs cannot be fixed by name and stay free.
+    let pairs = |list: &[(&str, i64)]| list.iter().map(|(n, s)| (n.to_string(), *s)).collect::<Vec<_>>();
+    assert_eq!(fixed_net.lock().unwrap().fixed_dimensions(), pairs(&[("batch", 2), ("sequence", 77)]));
+    assert!(free_net.lock().unwrap().fixed_dimensions().is_empty());
+
+    let expected = generate(&mut free, &adapter_request(&runtime));
+    let got = generate(&mut fixed, &adapter_request(&fixed_runtime));
+    let (max, mean) = common::difference(got.pictures()[0], expected.pictures()[0]);
+    assert!(max <= 1 && mean <= 0.05, "fixed dimensions changed the adapter image: max {max}, mean {mean}");
+}
