@@ -1,5 +1,6 @@
 //! The engine behind the job queue: keeps the last model's sessions loaded between jobs (reloading only when a job
-//! names another model), runs text-to-image or the canvas's image to image, inpainting and outpainting, saves each image as it is made and streams progress with previews.
+//! names another model), runs text-to-image or the canvas's image to image, inpainting and outpainting (with their
+//! ControlNets or adapters), saves each image as it is made and streams progress with previews.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

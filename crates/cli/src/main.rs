@@ -63,7 +63,8 @@ pub struct RuntimeArgs {
     /// Execution device: auto, cuda, directml or cpu.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     device: DeviceChoice,
-    /// The ONNX Runtime library to load (default: ORT_DYLIB_PATH, next to the executable, or the repository's .ort/lib).
+    /// The ONNX Runtime library to load (default: ORT_DYLIB_PATH, next to the executable, or the repository's
+    /// .ort/lib).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
     /// Where optimized graphs and fp16 conversions are kept so later starts are faster (default: the user's cache

@@ -136,7 +136,8 @@ impl ControlSpec {
         self.units.iter().any(|u| u.annotation.is_some())
     }
 
-    /// Runs each waiting unit's annotator on its picture at the generation size, opening each model once; `progress` sees every run (stage `Preprocessing`) and may cancel between them.
+    /// Runs each waiting unit's annotator on its picture at the generation size, opening each model once;
+    /// `progress` sees every run (stage `Preprocessing`) and may cancel between them.
     pub fn annotate(&mut self, runtime: &Runtime, progress: &mut dyn FnMut(&Progress) -> Control) -> Result<()> {
         let mut open: Vec<Annotator> = Vec::new();
         for unit in &mut self.units {

@@ -94,7 +94,8 @@ pub enum ArenaExtension {
 ///
 /// Defaults: the arena grows by what is asked (doubling can hold up to twice the peak the model needs); cuDNN times
 /// every convolution algorithm once with as much workspace as the fastest wants (the speed the benchmarks were
-/// measured at); arenas are neither shrunk nor shared. Each is a candidate for the VRAM gap with torch that scripts/gpu measures.
+/// measured at); arenas are neither shrunk nor shared. Each is a candidate for the VRAM gap with torch that
+/// scripts/gpu measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CudaOptions {
     pub arena_extension: ArenaExtension,
