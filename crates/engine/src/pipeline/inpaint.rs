@@ -292,7 +292,18 @@ fn inpaint_with_mask(
     };
 
     let guidance = run.guidance(model, generate)?;
-    let control = ControlState::prepare(generate, model, &mut |warning| run.warn(warning))?;
+    // "Only masked" works on a region of the picture: the control images, which cover the whole picture, are cut to
+    // the same region (as A1111's ControlNet extension does).
+    let region_generate;
+    let control_generate = match placement {
+        Some(region) => {
+            let control = generate.control.for_region(request.image.dimensions(), region, width, height);
+            region_generate = GenerateRequest { control: Box::new(control), ..generate.clone() };
+            &region_generate
+        }
+        None => generate,
+    };
+    let control = ControlState::prepare(control_generate, model, &mut |warning| run.warn(warning))?;
     let needs_image_latents = !nine_channels || !from_noise;
     let encoded_image = if needs_image_latents { Some(run.encode(model, &init_image, None)?) } else { None };
     let encoded_masked = if nine_channels { Some(run.encode(model, &init_image, Some(&hard))?) } else { None };
