@@ -5,8 +5,7 @@ mod common;
 use common::{Collect, control_model, controlnet, fixture_image, load_model, residual_unet};
 use pigment_engine::model::{AdapterModel, ResidualKind, ResidualUnet};
 use pigment_engine::pipeline::{
-    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, HiresFix, Shared, txt2img,
-    txt2img_hires,
+    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, Shared, txt2img,
 };
 use pigment_engine::schedulers::Sampler;
 
@@ -148,19 +147,4 @@ fn bad_unit_values_are_refused_with_their_names() {
         let error = txt2img(&mut model, &request(control), &mut Collect::default()).unwrap_err().to_string();
         assert!(error.contains(expected), "{error:?} should contain {expected:?}");
     }
-}
-
-#[test]
-fn the_hires_fix_with_control_is_refused_rather_than_ignoring_it() {
-    let mut model = load_model(&control_model());
-    let control = ControlRequest {
-        controlnets: vec![ControlNetUnit::new(controlnet("tiny-canny"), canny_image())],
-        unet: Some(residual_unet(ResidualKind::ControlNet)),
-        ..ControlRequest::default()
-    };
-    let mut collect = Collect::default();
-    let error =
-        txt2img_hires(&mut model, &request(control), &HiresFix::default(), None, &mut collect).unwrap_err().to_string();
-    assert!(error.contains("hires fix") && error.contains("not with the hires fix yet"), "{error}");
-    assert!(collect.images.is_empty());
 }

@@ -17,8 +17,8 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 use pigment_engine::image::{InfoText, ResizeMode, resize_image};
 use pigment_engine::model::{AdapterModel, ResidualKind};
 use pigment_engine::pipeline::{
-    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, Img2ImgRequest, InpaintArea,
-    InpaintRequest, Shared, img2img, inpaint, txt2img,
+    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, HiresFix, HiresUpscaler,
+    Img2ImgRequest, InpaintArea, InpaintRequest, Shared, img2img, inpaint, txt2img, txt2img_hires,
 };
 
 const MAX_PIXEL_DIFFERENCE: i32 = 3;
@@ -186,6 +186,44 @@ fn only_masked_inpainting_cuts_the_control_image_to_the_masked_region() {
     // (The tiny ControlNet's conditioning path is weak: inverting the region's control image moves a few pixels by
     // one level, which is enough to tell the region's pixels are the ones used.)
     assert_ne!(changed_inside, plain, "a control image changed inside the masked region did not change the result");
+}
+
+#[test]
+fn the_hires_fix_runs_its_control_units_in_both_passes() {
+    let reference = common::reference("controlnet/cases.json");
+    let case = reference["controlnet_cases"].as_array().unwrap().iter().find(|c| c["name"] == "inactive").unwrap();
+    let mut model = load_model(&control_model());
+    let unet = residual_unet(ResidualKind::ControlNet);
+    // 10 steps at 64x64, then 20 at 96x96 of which strength 0.6 runs the last 12.
+    let hires = HiresFix { scale: 1.5, strength: 0.6, upscaler: HiresUpscaler::Lanczos, steps: Some(20) };
+    let mut run = |control: ControlRequest| {
+        let mut collect = Collect::default();
+        let request = GenerateRequest { control: Box::new(control), ..case_request(case) };
+        txt2img_hires(&mut model, &request, &hires, None, &mut collect).unwrap();
+        // The second pass takes the control image stretched to its 96x96 without a warning.
+        assert!(collect.warnings.is_empty(), "{:?}", collect.warnings);
+        collect.images.remove(0)
+    };
+    let plain = run(ControlRequest::default());
+    let unit = |start, end| ControlNetUnit {
+        start,
+        end,
+        ..ControlNetUnit::new(controlnet("tiny-canny"), ControlImage::new(reference_image("canny_64_rgb.png")))
+    };
+    let with = |unit| ControlRequest { controlnets: vec![unit], unet: Some(unet.clone()), ..ControlRequest::default() };
+    // Active for no step of either pass: exactly the plain hires image.
+    let inactive = run(with(unit(0.5, 0.52)));
+    assert_eq!(inactive.image, plain.image);
+    // From 0.91 on: no step of the first pass (its last starts at 9/10), the last of the second (at 11/12 or 19/20
+    // of its steps): the first pass is the plain one, so the change comes from the second pass's control.
+    let second_only = run(with(unit(0.91, 1.0)));
+    let (_, mean) = difference(&second_only.image, &plain.image);
+    assert!(mean > 0.1, "the second pass's ControlNet should change the image ({mean:.3}/255)");
+    let controlled = run(with(unit(0.0, 1.0)));
+    assert_eq!(controlled.image.dimensions(), (96, 96));
+    let info = InfoText::parse(&controlled.infotext.to_text()).unwrap();
+    assert!(info.get("ControlNet 0").is_some_and(|unit| unit.contains("Model: tiny-canny")), "{info:?}");
+    assert_eq!(info.get("Hires upscale"), Some("1.5"));
 }
 
 #[test]

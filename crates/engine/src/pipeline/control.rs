@@ -74,6 +74,14 @@ impl ControlImage {
         ControlImage { image, masked: None }
     }
 
+    /// This image stretched to `width` x `height`.
+    pub(crate) fn resized(&self, width: u32, height: u32) -> ControlImage {
+        ControlImage {
+            image: resize_image(&self.image, width, height, ResizeMode::Just),
+            masked: self.masked.as_ref().map(|mask| resize_image(mask, width, height, ResizeMode::Just)),
+        }
+    }
+
     /// The part of this image over the region (`x`, `y`, `w`, `h`) of a `picture` (width, height) image, brought to
     /// `width` x `height` as inpainting's "only masked" brings the picture's region: the control image covers the
     /// whole picture (at any resolution), so it is first stretched to the picture's size, then cropped, then resized
@@ -95,8 +103,8 @@ impl ControlImage {
                 self.image.width(),
                 self.image.height()
             ));
-            let masked = self.masked.as_ref().map(|m| resize_image(m, width, height, ResizeMode::Just));
-            (resize_image(&self.image, width, height, ResizeMode::Just), masked)
+            let resized = self.resized(width, height);
+            (resized.image, resized.masked)
         };
         let mut tensor = Array4::zeros((1, 3, height as usize, width as usize));
         for (x, y, pixel) in image.enumerate_pixels() {
@@ -197,14 +205,23 @@ impl ControlRequest {
         width: u32,
         height: u32,
     ) -> Self {
-        let mut cropped = self.clone();
-        for unit in &mut cropped.controlnets {
-            unit.image = unit.image.region(picture, region, width, height);
+        self.with_images(|image| image.region(picture, region, width, height))
+    }
+
+    /// The request with every control image stretched to `width` x `height` (the hires fix's second pass).
+    pub(crate) fn resized(&self, width: u32, height: u32) -> Self {
+        self.with_images(|image| image.resized(width, height))
+    }
+
+    fn with_images(&self, change: impl Fn(&ControlImage) -> ControlImage) -> Self {
+        let mut changed = self.clone();
+        for unit in &mut changed.controlnets {
+            unit.image = change(&unit.image);
         }
-        for unit in &mut cropped.adapters {
-            unit.image = unit.image.region(picture, region, width, height);
+        for unit in &mut changed.adapters {
+            unit.image = change(&unit.image);
         }
-        cropped
+        changed
     }
 
     pub fn validate(&self) -> Result<()> {

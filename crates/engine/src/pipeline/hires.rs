@@ -9,6 +9,7 @@
 use image::RgbImage;
 use ndarray::{Axis, concatenate};
 
+use super::control::ControlState;
 use super::denoise::Denoise;
 use super::img2img::{Run, add_params, check_strength, first_step};
 use super::txt2img::{LATENT_CHANNELS, infotext};
@@ -101,14 +102,6 @@ pub fn txt2img_hires(
 ) -> Result<GenerateSummary> {
     request.validate()?;
     hires.validate(request)?;
-    if !request.control.is_empty() {
-        // The second pass would need the control image at the target size and its own schedule: not built yet.
-        return Err(EngineError::parameter(
-            "hires fix",
-            "with ControlNet or adapter",
-            "control units work in txt2img, img2img and inpainting, not with the hires fix yet",
-        ));
-    }
     if hires.upscaler == HiresUpscaler::Model && upscaler.is_none() {
         return Err(EngineError::parameter("hires upscaler", "model", "no upscaler model was given"));
     }
@@ -131,6 +124,17 @@ pub fn txt2img_hires(
 
     let mut run = Run::new(observer, request)?;
     let guidance = run.guidance(model, request)?;
+    // Control guides both passes, as in A1111's ControlNet extension: each with the control images at its size (the
+    // second pass's stretched without a warning, the hires fix asked for that size); start/end apply to each pass.
+    let first_control = ControlState::prepare(request, model, &mut |warning| run.warn(warning))?;
+    let second_control = match first_control {
+        Some(_) => {
+            let resized =
+                GenerateRequest { control: Box::new(request.control.resized(target_w, target_h)), ..second.clone() };
+            ControlState::prepare(&resized, model, &mut |warning| run.warn(warning))?
+        }
+        None => None,
+    };
     let scaling = model.folder.vae_scaling_factor;
     let batch_size = request.batch_size;
     let plan = create_scheduler(request.sampler, request.schedule, &model.scheduler_config, second_steps)?;
@@ -159,7 +163,7 @@ pub fn txt2img_hires(
             noise: &mut noise,
             first_step: 0,
             extra_channels: None,
-            control: None,
+            control: first_control.as_ref(),
         };
         let base = run.denoise(denoise, latents, batch, &mut |_, _| {})?;
 
@@ -209,7 +213,7 @@ pub fn txt2img_hires(
                     noise: &mut noise,
                     first_step: first,
                     extra_channels: None,
-                    control: None,
+                    control: second_control.as_ref(),
                 };
                 Some(run.denoise(denoise, latents, batch, &mut |_, _| {})?)
             }
