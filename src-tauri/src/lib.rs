@@ -144,6 +144,7 @@ fn start<R: Runtime>(app: &tauri::AppHandle<R>) -> Result<AppState> {
         // Optimized graphs and fp16 conversions are kept between starts so a model loads faster the second time.
         cache_dir: path.app_cache_dir().ok(),
         precision: state.settings().precision.choice(),
+        low_vram: state.settings().gpu_memory.choice(),
         ..RuntimeOptions::default()
     };
     std::thread::Builder::new()

@@ -50,6 +50,33 @@ impl Precision {
     }
 }
 
+/// How the model's parts share the GPU's memory (the engine's low-VRAM modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuMemory {
+    /// Low-VRAM mode when the GPU has too little memory for the model at once.
+    #[default]
+    Auto,
+    /// Every part loaded (fastest).
+    Full,
+    /// The UNet loaded, the text encoder and VAE taking turns.
+    Medium,
+    /// Every part taking turns, the VAE tiled (least memory, slowest).
+    Low,
+}
+
+impl GpuMemory {
+    pub fn choice(self) -> pigment_engine::runtime::LowVramChoice {
+        use pigment_engine::runtime::LowVramChoice;
+        match self {
+            GpuMemory::Auto => LowVramChoice::Auto,
+            GpuMemory::Full => LowVramChoice::Off,
+            GpuMemory::Medium => LowVramChoice::Medium,
+            GpuMemory::Low => LowVramChoice::On,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Theme {
@@ -69,6 +96,7 @@ pub struct Settings {
     pub default_model: Option<String>,
     pub device: Device,
     pub precision: Precision,
+    pub gpu_memory: GpuMemory,
     pub theme: Theme,
     /// Folders added with "Add model folder..." (only ever set from a native dialog, never from the UI's text).
     pub model_folders: Vec<PathBuf>,
@@ -144,6 +172,7 @@ mod tests {
             default_model: Some("/models/sd15".into()),
             device: Device::Cuda,
             precision: Precision::Fp16,
+            gpu_memory: GpuMemory::Medium,
             theme: Theme::Dark,
             model_folders: vec![dir.path().join("sd15")],
             api_server: crate::api_server::ApiServerSettings { enabled: true, port: 7861 },
@@ -155,6 +184,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"device\": \"cuda\"") && text.contains("\"theme\": \"dark\""), "{text}");
         assert!(text.contains("\"apiServer\"") && text.contains("\"port\": 7861"), "{text}");
+        assert!(text.contains("\"gpuMemory\": \"medium\""), "{text}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::models::{AppInfo, GenerateParams, JobSummary, ModelEntry, ModelReport
 use crate::paths::{AppPaths, check_writable_folder, output_image};
 use crate::queue::{EventSink, JobId, JobQueue, QueuedJob};
 use crate::runtime_slot::RuntimeSlot;
-use crate::settings::{self, Device, Precision, Settings, Theme};
+use crate::settings::{self, Device, GpuMemory, Precision, Settings, Theme};
 
 pub struct AppState {
     pub paths: AppPaths,
@@ -24,7 +24,7 @@ pub struct AppState {
     settings_notice: Option<String>,
     /// The device and precision ONNX Runtime was loaded with: a change takes effect at the next start (ONNX
     /// Runtime allows one environment per process).
-    started_runtime: (Device, Precision),
+    started_runtime: (Device, Precision, GpuMemory),
     pub runtime: Arc<RuntimeSlot>,
     queue: JobQueue<GenerationJob>,
     /// Folders the user picked in a native dialog this session: the only new paths a settings change may name.
@@ -43,6 +43,8 @@ pub struct SettingsUpdate {
     pub default_model: Option<String>,
     pub device: Device,
     pub precision: Precision,
+    #[serde(default)]
+    pub gpu_memory: GpuMemory,
     pub theme: Theme,
     #[serde(default)]
     pub api_server: ApiServerSettings,
@@ -52,7 +54,7 @@ pub struct SettingsUpdate {
 #[serde(rename_all = "camelCase")]
 pub struct SettingsSaved {
     pub settings: Settings,
-    /// Set when a change (device, precision) applies only after Pigment restarts.
+    /// Set when a change (device, precision, GPU memory) applies only after Pigment restarts.
     pub restart_needed: bool,
 }
 
@@ -62,7 +64,7 @@ impl AppState {
     pub fn new(paths: AppPaths, runtime: Arc<RuntimeSlot>) -> Result<AppState> {
         paths.create_folders()?;
         let loaded = settings::load(&paths.settings_file);
-        let started_runtime = (loaded.settings.device, loaded.settings.precision);
+        let started_runtime = (loaded.settings.device, loaded.settings.precision, loaded.settings.gpu_memory);
         let queue = JobQueue::start(EngineBackend::new(runtime.clone()))?;
         let gallery = GalleryService::new(paths.gallery_data_folder());
         Ok(AppState {
@@ -142,13 +144,14 @@ impl AppState {
             default_model: update.default_model,
             device: update.device,
             precision: update.precision,
+            gpu_memory: update.gpu_memory,
             theme: update.theme,
             model_folders: current.model_folders,
             api_server: update.api_server,
         };
         settings::save(&self.paths.settings_file, &settings)?;
         *self.lock_settings() = settings.clone();
-        let restart_needed = (settings.device, settings.precision) != self.started_runtime;
+        let restart_needed = (settings.device, settings.precision, settings.gpu_memory) != self.started_runtime;
         Ok(SettingsSaved { restart_needed, settings })
     }
 

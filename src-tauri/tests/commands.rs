@@ -130,6 +130,18 @@ fn settings_are_saved_and_paths_the_user_did_not_pick_are_refused() {
     assert_eq!(saved["restartNeeded"], true, "the device applies at the next start");
     let file = std::fs::read_to_string(app.dir.path().join("config/settings.json")).unwrap();
     assert!(file.contains("\"theme\": \"dark\"") && file.contains("\"device\": \"cpu\""), "{file}");
+    // The GPU memory mode is a runtime option too: it applies at the next start.
+    let update = json!({"outputFolder": null, "defaultModel": null, "device": "auto", "precision": "auto",
+        "gpuMemory": "medium", "theme": "dark"});
+    let saved = app.invoke("save_settings", json!({"update": update})).unwrap();
+    assert_eq!((&saved["settings"]["gpuMemory"], &saved["restartNeeded"]), (&json!("medium"), &json!(true)));
+    let update = json!({"outputFolder": null, "defaultModel": null, "device": "auto", "precision": "auto",
+        "gpuMemory": "auto", "theme": "dark"});
+    let saved = app.invoke("save_settings", json!({"update": update})).unwrap();
+    assert_eq!(saved["restartNeeded"], false, "back to what the app started with");
+    let update = json!({"outputFolder": null, "defaultModel": null, "device": "auto", "precision": "auto",
+        "gpuMemory": "most", "theme": "dark"});
+    assert!(app.invoke("save_settings", json!({"update": update})).is_err(), "an unknown GPU memory mode");
 
     let sneaky =
         json!({"outputFolder": "/etc", "defaultModel": null, "device": "auto", "precision": "auto", "theme": "dark"});

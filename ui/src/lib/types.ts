@@ -181,6 +181,8 @@ export interface SamplerOption {
 
 export type Device = "auto" | "cuda" | "directml" | "cpu";
 export type Precision = "auto" | "fp16" | "fp32";
+/** How the model's parts share the GPU's memory: auto, all loaded, UNet loaded with the others in turn, all in turn. */
+export type GpuMemory = "auto" | "full" | "medium" | "low";
 export type Theme = "system" | "light" | "dark";
 
 export interface Settings {
@@ -188,6 +190,7 @@ export interface Settings {
   defaultModel: string | null;
   device: Device;
   precision: Precision;
+  gpuMemory: GpuMemory;
   theme: Theme;
   modelFolders: string[];
   /** The AUTOMATIC1111-compatible API on 127.0.0.1. */

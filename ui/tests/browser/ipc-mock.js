@@ -56,7 +56,7 @@
       { id: "euler_a", name: "Euler a", schedules: ["automatic"] },
       { id: "euler", name: "Euler", schedules: ["automatic", "karras"] },
     ],
-    get_settings: () => ({ outputFolder: null, defaultModel: null, device: "auto", precision: "auto", theme: "dark", modelFolders: [], apiServer: { enabled: false, port: 7860 } }),
+    get_settings: () => ({ outputFolder: null, defaultModel: null, device: "auto", precision: "auto", gpuMemory: "auto", theme: "dark", modelFolders: [], apiServer: { enabled: false, port: 7860 } }),
     list_jobs: () => queue,
     submit_job: (args) => {
       const params = args.params;

@@ -17,6 +17,7 @@ export const defaultSettings: Settings = {
   defaultModel: null,
   device: "auto",
   precision: "auto",
+  gpuMemory: "auto",
   theme: "system",
   modelFolders: [],
   apiServer: { enabled: false, port: 7860 },

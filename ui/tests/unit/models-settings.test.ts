@@ -64,6 +64,24 @@ describe("the settings view", () => {
     await waitFor(() => expect(document.documentElement.dataset.theme).toBe("dark"));
   });
 
+  it("sends the GPU memory mode with the settings", async () => {
+    const saved: SettingsUpdate[] = [];
+    const fake = fakeApi({
+      saveSettings: async (update) => {
+        saved.push(update);
+        return { settings: { ...update, modelFolders: [] }, restartNeeded: update.gpuMemory !== "auto" };
+      },
+    });
+    render(App, { props: createAppStates(fake.api) });
+    const user = userEvent.setup();
+    await user.click(await screen.findByRole("tab", { name: "Settings" }));
+    await waitFor(() => expect((screen.getByLabelText("GPU memory") as HTMLSelectElement).value).toBe("auto"));
+    await user.selectOptions(screen.getByLabelText("GPU memory"), "medium");
+    await user.click(screen.getByRole("button", { name: "Save" }));
+    expect(await screen.findByText(/GPU memory change the next time Pigment starts/)).toBeTruthy();
+    expect(saved.map((update) => update.gpuMemory)).toEqual(["medium"]);
+  });
+
   it("switches the AUTOMATIC1111 API on with its port and shows where it listens", async () => {
     let listening: string | null = null;
     const saved: SettingsUpdate[] = [];

@@ -10,6 +10,7 @@ export class SettingsState {
     defaultModel: null,
     device: "auto",
     precision: "auto",
+    gpuMemory: "auto",
     theme: "system",
     apiServer: { enabled: false, port: 7860 },
   });
@@ -51,7 +52,7 @@ export class SettingsState {
       const result = await this.api.saveSettings({ ...this.draft, apiServer: { ...this.draft.apiServer } });
       this.settings = result.settings;
       this.resetDraft();
-      this.saved = result.restartNeeded ? "Saved. Device and precision change the next time Pigment starts." : "Saved.";
+      this.saved = result.restartNeeded ? "Saved. Device, precision and GPU memory change the next time Pigment starts." : "Saved.";
       this.info = await this.api.appInfo();
     } catch (error) {
       this.error = asAppError(error).message;
