@@ -357,7 +357,7 @@ impl DepthModel {
                 });
             }
         };
-        Ok(depth.into_dimensionality().expect("rank 2"))
+        depth.into_dimensionality().map_err(|e| EngineError::inference(COMPONENT, e))
     }
 }
 
@@ -431,7 +431,9 @@ impl PoseModel {
         let mut outputs =
             run_outputs(&mut self.session, COMPONENT, &self.input, image, &[&names[0], &names[1]])?.into_iter();
         let mut take = |name: &str, channels: usize| -> Result<Array3<f32>> {
-            let array = outputs.next().expect("two outputs");
+            let array = outputs
+                .next()
+                .ok_or_else(|| EngineError::inference(COMPONENT, format!("the model returned no output {name}")))?;
             let shape = array.shape().to_vec();
             if shape.len() != 4 || shape[0] != 1 || shape[1] != channels {
                 return Err(EngineError::UnsupportedModelIo {
@@ -440,7 +442,7 @@ impl PoseModel {
                     detail: format!("returned {shape:?}, not [1, {channels}, height, width]"),
                 });
             }
-            Ok(array.index_axis_move(Axis(0), 0).into_dimensionality().expect("rank 3"))
+            array.index_axis_move(Axis(0), 0).into_dimensionality().map_err(|e| EngineError::inference(COMPONENT, e))
         };
         let pafs = take(&names[0], POSE_PAFS)?;
         let heatmaps = take(&names[1], POSE_HEATMAPS)?;

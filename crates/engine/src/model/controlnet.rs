@@ -51,7 +51,7 @@ fn numbered(names: impl Iterator<Item = String>, prefix: &str, suffix: &str) -> 
 /// A float scalar input (rank 0, or rank 1 of size 1) in the input's float type.
 fn scalar_input(component: &'static str, spec: &TensorSpec, value: f32) -> Result<ort::value::DynValue> {
     let shape: Vec<usize> = vec![1; spec.rank().min(1)];
-    let array = ArrayD::from_shape_vec(IxDyn(&shape), vec![value]).expect("one value");
+    let array = ArrayD::from_elem(IxDyn(&shape), value);
     io::float_input(component, spec, array.view())
 }
 

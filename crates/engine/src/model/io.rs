@@ -4,7 +4,7 @@
 use std::fmt;
 
 use half::f16;
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD};
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 use serde::Serialize;
 
@@ -170,6 +170,5 @@ pub(crate) fn float_output(component: &'static str, value: &DynValue, name: &str
             });
         }
     }
-    .into_dimensionality::<IxDyn>()
-    .expect("dynamic dimensionality always converts"))
+    .into_dyn())
 }

@@ -272,21 +272,27 @@ impl ComponentSession {
         if let Some(turns) = &self.turns {
             let mut loaded = turns.slot();
             let key = (files.model.clone(), dimensions);
-            if loaded.as_ref().is_none_or(|(loaded_key, _)| *loaded_key != key) {
-                // Free the other part before making this one: the two are never on the device together.
-                *loaded = None;
-                let session = make(&key.1)?;
-                *loaded = Some((key, session));
-            }
-            let (_, live) = loaded.as_mut().expect("the session was just loaded");
+            let (_, live) = match loaded.take() {
+                Some(entry) if entry.0 == key => loaded.insert(entry),
+                other => {
+                    // Free the other part before making this one: the two are never on the device together.
+                    drop(other);
+                    let session = make(&key.1)?;
+                    loaded.insert((key, session))
+                }
+            };
             return work(live);
         }
-        if self.session.is_none() || self.dimensions != dimensions {
-            self.session = None;
-            self.session = Some(make(&dimensions)?);
-            self.dimensions = dimensions;
-        }
-        work(self.session.as_mut().expect("the session was just made"))
+        let live = match self.session.take() {
+            Some(live) if self.dimensions == dimensions => self.session.insert(live),
+            other => {
+                drop(other);
+                let live = make(&dimensions)?;
+                self.dimensions = dimensions;
+                self.session.insert(live)
+            }
+        };
+        work(live)
     }
 
     /// The free dimensions of inputs of these shapes, by the model's names for them, when the runtime fixes

@@ -493,7 +493,16 @@ impl ControlledUnet<'_> {
                 .slice_axis(Axis(0), Slice::from(first_row..))
                 .slice_axis_move(Axis(1), Slice::from(..net.latent_channels));
             let cond_shape = [rows - first_row, 3, net.cond.shape()[2], net.cond.shape()[3]];
-            let cond = net.cond.broadcast(cond_shape).expect("one row broadcasts").into_dyn();
+            let cond = net
+                .cond
+                .broadcast(cond_shape)
+                .ok_or_else(|| {
+                    EngineError::inference(
+                        "controlnet",
+                        format!("a control image {:?} for {cond_shape:?}", net.cond.shape()),
+                    )
+                })?
+                .into_dyn();
             let residuals = net.model.lock()?.residuals(latents, timestep, &context, cond)?;
             let count = residuals.len();
             let scaled = residuals.into_iter().enumerate().map(|(k, r)| {
@@ -504,7 +513,23 @@ impl ControlledUnet<'_> {
             });
             match sum.as_mut() {
                 None => sum = Some(scaled.collect()),
-                Some(sum) => sum.iter_mut().zip(scaled).for_each(|(s, r)| *s += &r),
+                Some(sum) => {
+                    for (s, r) in sum.iter_mut().zip(scaled) {
+                        // ndarray panics on adding arrays of other shapes: two ControlNets of one family agree, a
+                        // mismatched export is an error.
+                        if s.shape() != r.shape() {
+                            return Err(EngineError::IncompatibleComponents {
+                                folder: net.model.lock()?.root().to_path_buf(),
+                                detail: format!(
+                                    "its residual {:?} does not match the other ControlNets' {:?}",
+                                    r.shape(),
+                                    s.shape()
+                                ),
+                            });
+                        }
+                        *s += &r;
+                    }
+                }
             }
         }
         let Some(sum) = sum else { return Ok(None) };
@@ -518,9 +543,9 @@ impl ControlledUnet<'_> {
                     let mut shape = r.shape().to_vec();
                     shape[0] = uncond_rows;
                     let zeros = ArrayD::zeros(shape);
-                    concatenate(Axis(0), &[zeros.view(), r.view()]).expect("rows of equal shape")
+                    concatenate(Axis(0), &[zeros.view(), r.view()]).map_err(|e| EngineError::inference("controlnet", e))
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
         ))
     }
 }
@@ -544,9 +569,12 @@ impl NoisePredictor for ControlledUnet<'_> {
                     .map(|f| {
                         let mut shape = f.shape().to_vec();
                         shape[0] = rows;
-                        f.broadcast(shape).expect("one row broadcasts").to_owned()
+                        // The adapter ran on one control image: a feature of more rows is the export's mistake.
+                        f.broadcast(shape.as_slice()).map(|b| b.to_owned()).ok_or_else(|| {
+                            EngineError::inference("adapter", format!("a feature {:?} for {rows} rows", f.shape()))
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_>>()?,
             )
         } else {
             None

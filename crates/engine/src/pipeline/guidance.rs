@@ -15,7 +15,7 @@ use ndarray::{Array2, Array3, ArrayD, ArrayView2, Axis, concatenate};
 
 use super::GenerateRequest;
 use super::control::NoisePredictor;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::model::TextEncoderSession;
 use crate::text::{ClipTokenizer, ScheduledConditioning, encode_texts, resolve_embedding_references, split_and};
 
@@ -116,7 +116,7 @@ impl Guidance {
         }
         let context = self.context(&rows.iter().map(|row| row.view()).collect::<Vec<_>>());
         let views = vec![sample.view(); rows.len()];
-        let input = concatenate(Axis(0), &views).expect("equal shapes");
+        let input = concatenate(Axis(0), &views).map_err(|e| EngineError::inference("unet", e))?;
         let prediction = unet.predict(&input, timestep, &context, self.batch_size)?;
         let batch = self.batch_size;
         let uncond = prediction.slice_axis(Axis(0), (0..batch).into());

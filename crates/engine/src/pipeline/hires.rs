@@ -194,7 +194,7 @@ pub fn txt2img_hires(
                         pictures.push(big);
                     }
                     let views: Vec<_> = per_image.iter().map(|latents| latents.view()).collect();
-                    concatenate(Axis(0), &views).expect("equal shapes")
+                    concatenate(Axis(0), &views).map_err(|e| EngineError::inference("hires fix", e))?
                 }
             };
 

@@ -354,7 +354,7 @@ fn inpaint_with_mask(
         let extra = masked_latents
             .map(|masked| {
                 let masks = vec![latent_mask.view(); batch_size];
-                let masks = concatenate(Axis(0), &masks).expect("copies of one mask have equal shapes");
+                let masks = concatenate(Axis(0), &masks).map_err(|e| EngineError::inference("inpaint mask", e))?;
                 // The masked latents come from the VAE encoder, the mask from the picture's size: a VAE that does not
                 // downsample by 8 gives other sizes, said rather than a panic.
                 concatenate(Axis(1), &[masks.view(), masked.view()]).map_err(|e| {

@@ -14,7 +14,7 @@
 //! multiple of 64); here the picture is used at the size it is given (the generation size), which only changes the
 //! last resampling.
 
-use image::{GrayImage, RgbImage};
+use image::{GrayImage, Luma, RgbImage};
 use ndarray::{Array2, Array4, ArrayView2};
 
 use super::model_run_reporter;
@@ -130,12 +130,10 @@ pub fn depth_to_image(depth: ArrayView2<'_, f32>, width: u32, height: u32) -> Gr
     let min = resized.iter().copied().fold(f32::INFINITY, f32::min);
     let max = resized.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let range = max - min;
-    GrayImage::from_raw(
-        width,
-        height,
-        resized.iter().map(|&d| if range > 0.0 { ((d - min) / range * 255.0) as u8 } else { 0 }).collect(),
-    )
-    .expect("one value per pixel")
+    GrayImage::from_fn(width, height, |x, y| {
+        let d = resized[[y as usize, x as usize]];
+        Luma([if range > 0.0 { ((d - min) / range * 255.0) as u8 } else { 0 }])
+    })
 }
 
 /// The depth map of `image`, the picture's size. `progress` sees the model run (stage [`Stage::Preprocessing`],

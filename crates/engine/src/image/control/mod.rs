@@ -160,8 +160,9 @@ pub fn lineart(image: &RgbImage) -> GrayImage {
         .collect();
     let strongest = strength.iter().copied().fold(0.0f32, f32::max);
     let scale = if strongest > 0.0 { 255.0 / strongest } else { 0.0 };
-    GrayImage::from_raw(grey.width(), grey.height(), strength.iter().map(|s| (s * scale).round() as u8).collect())
-        .expect("one value per pixel")
+    GrayImage::from_fn(grey.width(), grey.height(), |x, y| {
+        Luma([(strength[(y as usize) * (width as usize) + x as usize] * scale).round() as u8])
+    })
 }
 
 /// The inpainting ControlNet's condition (diffusers' `make_inpaint_condition`): the picture with the pixels the
