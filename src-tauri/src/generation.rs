@@ -109,10 +109,11 @@ impl Backend for EngineBackend {
         let mut observer = JobObserver::new(job.request.generate(), &job.output_folder, cancel, events);
         let first_number = observer.next_number;
         // Depth and openpose pictures go through their annotator here, not at submit: it is slow on big models.
+        // A model still loaded from an earlier job shares the device with it (turns in low/medium VRAM modes).
         let mut control_spec = job.control.clone();
         if control_spec.needs_annotation() {
             control_spec
-                .annotate(&self.runtime.get()?, &mut |progress| observer.progress(progress))
+                .annotate(&self.runtime.get()?, self.loaded.as_ref(), &mut |progress| observer.progress(progress))
                 .map_err(crate::control::annotator_error)?;
         }
         self.model_for(&job.model, events)?;

@@ -563,7 +563,7 @@ fn the_engine_refuses_a_control_picture_that_has_not_been_through_its_annotator(
     let error = ControlModels::default().request(&runtime, &base, &spec).unwrap_err().to_string();
     assert!(error.contains("preprocessor") && error.contains("depth") && error.contains("annotator"), "{error}");
     // Once annotated, the same spec loads, with the depth module recorded.
-    spec.annotate(&runtime, &mut |_| Control::Continue).unwrap();
+    spec.annotate(&runtime, None, &mut |_| Control::Continue).unwrap();
     assert!(!spec.needs_annotation());
     assert_eq!(spec.units[0].preprocessing.module, "depth_anything");
     assert_eq!(ControlModels::default().request(&runtime, &base, &spec).unwrap().controlnets.len(), 1);

@@ -264,7 +264,7 @@ impl PreparedControl {
         for unit in &mut self.spec.units {
             unit.annotation = Some(PendingAnnotation { kind: *kind, folder: folder.clone(), width, height });
         }
-        with_progress(cancel, |progress| self.spec.annotate(runtime, progress))
+        with_progress(cancel, |progress| self.spec.annotate(runtime, None, progress))
     }
 
     /// Loads the ControlNets or adapters and the base model's UNet with residual inputs.

@@ -1,14 +1,16 @@
 //! ControlNets, T2I-Adapters and the UNet with residual inputs are sessions like the model's parts: in low-VRAM mode
 //! they take turns with the text encoder, UNet and VAE (one part on the device at a time), and with fixed
-//! dimensions (DirectML) their sessions are made for the shapes they run. Checked on the CPU: the images must not
-//! change (exactly in low-VRAM mode, where the same kernels run; within rounding with fixed dimensions).
+//! dimensions (DirectML) their sessions are made for the shapes they run. The annotators (depth, openpose) take
+//! turns with the text encoder and VAE in low and medium modes, and keep their optimized graphs as the parts do.
+//! Checked on the CPU: the images must not change (exactly in low-VRAM mode, where the same kernels run; within
+//! rounding with fixed dimensions).
 
 mod common;
 
 use common::{Collect, control_model, fixture_image};
-use pigment_engine::model::{AdapterModel, ControlNetModel, LoadedModel, ResidualKind, ResidualUnet};
+use pigment_engine::model::{AdapterModel, AnnotatorKind, ControlNetModel, LoadedModel, ResidualKind, ResidualUnet};
 use pigment_engine::pipeline::{
-    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, Shared, txt2img,
+    AdapterUnit, Annotator, Control, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, Shared, txt2img,
 };
 use pigment_engine::runtime::{LowVramChoice, Runtime};
 use pigment_engine::schedulers::parse_sampler;
@@ -112,4 +114,55 @@ fn controlnet_sessions_are_made_for_the_shapes_they_run_and_the_images_do_not_ch
     let got = generate(&mut fixed, &adapter_request(&fixed_runtime));
     let (max, mean) = common::difference(got.pictures()[0], expected.pictures()[0]);
     assert!(max <= 1 && mean <= 0.05, "fixed dimensions changed the adapter image: max {max}, mean {mean}");
+}
+
+/// The depth and openpose annotators, run on the canny fixture picture at 64x64.
+fn annotate(annotator: &mut Annotator) -> image::RgbImage {
+    let picture = fixture_image("reference/controlnet/canny_64_rgb.png");
+    annotator.apply(&picture, 64, 64, &mut |_| Control::Continue).unwrap().0.image
+}
+
+fn annotator_folder(kind: AnnotatorKind) -> std::path::PathBuf {
+    kind.find(&common::fixtures()).unwrap()
+}
+
+#[test]
+fn annotators_take_turns_with_the_text_encoder_and_vae_in_low_and_medium_modes() {
+    let runtime = common::runtime();
+    for kind in [AnnotatorKind::Depth, AnnotatorKind::Openpose] {
+        let expected = annotate(&mut Annotator::open(&runtime, kind, &annotator_folder(kind)).unwrap());
+        // Which of the model's parts are still on the device after the annotator ran beside them.
+        for (choice, left_loaded) in [
+            (LowVramChoice::On, vec![]),
+            (LowVramChoice::Medium, vec!["unet"]),
+            (LowVramChoice::Off, vec!["text_encoder", "unet", "vae_decoder", "vae_encoder"]),
+        ] {
+            let mut model = LoadedModel::open(&runtime.with_low_vram(choice), &control_model()).unwrap();
+            generate(&mut model, &request(ControlRequest::default()));
+            assert!(model.loaded_parts().contains(&"vae_decoder"), "{choice:?}: the VAE decoded last");
+            let mut annotator = Annotator::open(&runtime, kind, &annotator_folder(kind)).unwrap();
+            annotator.share_device_with(&model);
+            assert!(annotate(&mut annotator) == expected, "{kind} {choice:?}: the annotator's picture changed");
+            assert_eq!(model.loaded_parts(), left_loaded, "{kind} {choice:?}: parts left on the device");
+            // The model takes the device back for the next image, which does not change either.
+            generate(&mut model, &request(ControlRequest::default()));
+        }
+    }
+}
+
+#[test]
+fn annotator_graphs_are_cached_like_the_models_parts() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = common::runtime().with_cache_dir(Some(cache.path().to_path_buf()));
+    let graphs = || std::fs::read_dir(cache.path().join("graphs")).map(|entries| entries.count()).unwrap_or(0);
+    let folder = annotator_folder(AnnotatorKind::Depth);
+    let uncached = annotate(&mut Annotator::open(&common::runtime(), AnnotatorKind::Depth, &folder).unwrap());
+    let first = annotate(&mut Annotator::open(&runtime, AnnotatorKind::Depth, &folder).unwrap());
+    let entries = graphs();
+    assert!(entries > 0, "the optimized graph is kept in {}", cache.path().display());
+    let second = annotate(&mut Annotator::open(&runtime, AnnotatorKind::Depth, &folder).unwrap());
+    assert_eq!(graphs(), entries, "the second open reads the kept graph");
+    assert!(first == second);
+    let (max, _) = common::difference(&first, &uncached);
+    assert!(max <= 1, "the optimized graph's depth map differs from the model's by {max}/255");
 }

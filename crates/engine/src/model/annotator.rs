@@ -16,11 +16,13 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array3, Array4, Axis};
-use ort::session::Session;
 use serde::Deserialize;
 
+use super::folder::files_in;
 use super::io::{self, ElementType, TensorSpec};
+use super::sessions::ComponentSession;
 use crate::error::{EngineError, Result};
+use crate::model::LoadedModel;
 use crate::runtime::Runtime;
 
 /// The models folder's subfolder that holds the annotator folders.
@@ -97,12 +99,10 @@ fn model_file(folder: &Path) -> Option<PathBuf> {
     [folder.join("model.onnx"), folder.join("onnx").join("model.onnx")].into_iter().find(|p| p.is_file())
 }
 
-/// The session of the annotator in `folder`, with its inputs and outputs.
-fn open_session(
-    runtime: &Runtime,
-    folder: &Path,
-    component: &'static str,
-) -> Result<(Session, Vec<TensorSpec>, Vec<TensorSpec>)> {
+/// The session of the annotator in `folder`, made as the model's parts are (optimized-graph cache, fixed
+/// dimensions, the runtime's memory settings; turns once [`ComponentSession::share_device`] joins it to a low-VRAM
+/// model). Weights in files beside the graph (`model.onnx_data`) are found as for the model's parts.
+fn open_session(runtime: &Runtime, folder: &Path, component: &'static str) -> Result<ComponentSession> {
     if !folder.is_dir() {
         return Err(EngineError::ModelFolderNotFound { path: folder.to_path_buf() });
     }
@@ -111,13 +111,8 @@ fn open_session(
         component,
         expected: folder.join("model.onnx"),
     })?;
-    let session = runtime
-        .session_builder()?
-        .commit_from_file(&model)
-        .map_err(|e| EngineError::InvalidModelFile { path: model.clone(), reason: e.to_string() })?;
-    let inputs = session.inputs().iter().map(TensorSpec::from_outlet).collect();
-    let outputs = session.outputs().iter().map(TensorSpec::from_outlet).collect();
-    Ok((session, inputs, outputs))
+    let graph_folder = model.parent().unwrap_or(folder);
+    ComponentSession::load(runtime, component, &files_in(graph_folder, folder, component)?)
 }
 
 fn describe(specs: &[TensorSpec]) -> String {
@@ -159,28 +154,20 @@ fn folder_name(folder: &Path) -> String {
         .unwrap_or_else(|| folder.display().to_string())
 }
 
+/// The outputs `names` of the annotator for `image`, checked finite.
 fn run_outputs(
-    session: &mut Session,
+    session: &mut ComponentSession,
     component: &'static str,
     input: &TensorSpec,
     image: &Array4<f32>,
-    names: &[&str],
+    names: &[String],
 ) -> Result<Vec<ndarray::ArrayD<f32>>> {
     let value = io::float_input(component, input, image.view().into_dyn())?;
-    let outputs = session.run(vec![(input.name.clone(), value)]).map_err(|e| EngineError::inference(component, e))?;
-    names
-        .iter()
-        .map(|name| {
-            let value = outputs
-                .get(*name)
-                .ok_or_else(|| EngineError::inference(component, format!("the model returned no output {name}")))?;
-            let array = io::float_output(component, value, name)?;
-            if array.iter().any(|v| !v.is_finite()) {
-                return Err(EngineError::NonFinite { stage: component });
-            }
-            Ok(array)
-        })
-        .collect()
+    let outputs = session.run_once(vec![(input.name.clone(), value)], names)?;
+    if outputs.iter().any(|array| array.iter().any(|v| !v.is_finite())) {
+        return Err(EngineError::NonFinite { stage: component });
+    }
+    Ok(outputs)
 }
 
 /// How a depth model wants its input: what transformers' `DPTImageProcessor` config says.
@@ -267,7 +254,7 @@ impl DepthConfig {
 
 /// A depth estimation network (Depth Anything v1/v2, DPT/MiDaS) exported to ONNX.
 pub struct DepthModel {
-    session: Session,
+    session: ComponentSession,
     input: TensorSpec,
     output: String,
     config: DepthConfig,
@@ -285,8 +272,8 @@ impl std::fmt::Debug for DepthModel {
 impl DepthModel {
     pub fn open(runtime: &Runtime, folder: &Path) -> Result<DepthModel> {
         const COMPONENT: &str = "depth annotator";
-        let (session, inputs, outputs) = open_session(runtime, folder, COMPONENT)?;
-        let input = image_input(COMPONENT, folder, &inputs)?;
+        let session = open_session(runtime, folder, COMPONENT)?;
+        let (input, outputs) = (image_input(COMPONENT, folder, &session.inputs)?, &session.outputs);
         let output = match outputs.as_slice() {
             [output] if output.rank() == 3 || output.rank() == 4 && output.shape[1] <= 1 => output.name.clone(),
             _ => {
@@ -295,7 +282,7 @@ impl DepthModel {
                     name: outputs.first().map_or(String::new(), |s| s.name.clone()),
                     detail: format!(
                         "a depth model returns one depth map [batch, height, width], this model returns {} ({})",
-                        describe(&outputs),
+                        describe(outputs),
                         folder.display()
                     ),
                 });
@@ -311,6 +298,12 @@ impl DepthModel {
             name: folder_name(folder),
             folder: folder.to_path_buf(),
         })
+    }
+
+    /// Shares the device with `model`'s parts (turns in low- and medium-VRAM modes); see
+    /// [`LoadedModel::share_device_once_per_image`].
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
+        model.share_device_once_per_image(&mut self.session);
     }
 
     pub fn config(&self) -> &DepthConfig {
@@ -340,7 +333,9 @@ impl DepthModel {
     pub fn predict(&mut self, image: &Array4<f32>) -> Result<Array2<f32>> {
         const COMPONENT: &str = "depth annotator";
         let output = self.output.clone();
-        let depth = run_outputs(&mut self.session, COMPONENT, &self.input, image, &[&output])?.remove(0);
+        let depth = run_outputs(&mut self.session, COMPONENT, &self.input, image, std::slice::from_ref(&output))?
+            .pop()
+            .ok_or_else(|| EngineError::inference(COMPONENT, format!("the model returned no output {output}")))?;
         let shape = depth.shape().to_vec();
         let depth = match shape.as_slice() {
             [1, _, _] => depth.index_axis_move(Axis(0), 0),
@@ -379,7 +374,7 @@ fn depth_module(folder: &Path) -> Result<String> {
 
 /// The CMU body model of OpenPose (`body_pose_model.pth` of lllyasviel/Annotators) exported to ONNX.
 pub struct PoseModel {
-    session: Session,
+    session: ComponentSession,
     input: TensorSpec,
     pafs: String,
     heatmaps: String,
@@ -396,8 +391,8 @@ impl std::fmt::Debug for PoseModel {
 impl PoseModel {
     pub fn open(runtime: &Runtime, folder: &Path) -> Result<PoseModel> {
         const COMPONENT: &str = "openpose annotator";
-        let (session, inputs, outputs) = open_session(runtime, folder, COMPONENT)?;
-        let input = image_input(COMPONENT, folder, &inputs)?;
+        let session = open_session(runtime, folder, COMPONENT)?;
+        let (input, outputs) = (image_input(COMPONENT, folder, &session.inputs)?, &session.outputs);
         let with_channels =
             |channels: i64| outputs.iter().find(|s| s.rank() == 4 && s.shape[1] == channels).map(|s| s.name.clone());
         let (Some(pafs), Some(heatmaps)) = (with_channels(POSE_PAFS as i64), with_channels(POSE_HEATMAPS as i64))
@@ -408,7 +403,7 @@ impl PoseModel {
                 detail: format!(
                     "the body model returns part affinity fields [1, {POSE_PAFS}, h, w] and heatmaps [1, {POSE_HEATMAPS}, h, w], \
                      this model returns {} ({})",
-                    describe(&outputs),
+                    describe(outputs),
                     folder.display()
                 ),
             });
@@ -424,12 +419,17 @@ impl PoseModel {
         &self.folder
     }
 
+    /// Shares the device with `model`'s parts (turns in low- and medium-VRAM modes); see
+    /// [`LoadedModel::share_device_once_per_image`].
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
+        model.share_device_once_per_image(&mut self.session);
+    }
+
     /// The part affinity fields `[38, h/8, w/8]` and heatmaps `[19, h/8, w/8]` for an image `[1, 3, h, w]`.
     pub fn predict(&mut self, image: &Array4<f32>) -> Result<(Array3<f32>, Array3<f32>)> {
         const COMPONENT: &str = "openpose annotator";
         let names = [self.pafs.clone(), self.heatmaps.clone()];
-        let mut outputs =
-            run_outputs(&mut self.session, COMPONENT, &self.input, image, &[&names[0], &names[1]])?.into_iter();
+        let mut outputs = run_outputs(&mut self.session, COMPONENT, &self.input, image, &names)?.into_iter();
         let mut take = |name: &str, channels: usize| -> Result<Array3<f32>> {
             let array = outputs
                 .next()

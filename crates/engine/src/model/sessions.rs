@@ -180,19 +180,27 @@ impl ComponentSession {
     /// Runs a part that runs once per image (text encoder, VAE) with named inputs and returns the output `output`
     /// as f32.
     pub(super) fn run(&mut self, inputs: Vec<(String, ort::value::DynValue)>, output: &str) -> Result<ArrayD<f32>> {
+        let mut outputs = self.run_once(inputs, &[output.to_string()])?;
+        outputs.pop().ok_or_else(|| EngineError::inference(self.component, format!("no output {output}")))
+    }
+
+    /// [`ComponentSession::run`] for parts with several outputs (the pose annotator's fields and heatmaps): the
+    /// outputs named `outputs`, in that order, as f32.
+    pub(super) fn run_once(
+        &mut self,
+        inputs: Vec<(String, ort::value::DynValue)>,
+        outputs: &[String],
+    ) -> Result<Vec<ArrayD<f32>>> {
         let component = self.component;
         let dimensions = self.free_dimensions(&shapes_of(&inputs, &[]));
         let options = self.single_run_options.take();
         let result = self.with_live(dimensions, |live| {
-            let outputs = match &options {
+            let results = match &options {
                 Some(options) => live.session.run_with_options(inputs, options),
                 None => live.session.run(inputs),
             }
             .map_err(|e| EngineError::inference(component, e))?;
-            let value = outputs
-                .get(output)
-                .ok_or_else(|| EngineError::inference(component, format!("the model returned no output {output}")))?;
-            io::float_output(component, value, output)
+            float_outputs(component, &results, outputs)
         });
         self.single_run_options = options;
         result
@@ -710,6 +718,12 @@ impl LoadedModel {
     pub(super) fn share_device(&self, session: &mut ComponentSession) {
         let turns = self.turns.as_ref().filter(|_| self.precision.memory == MemoryMode::Low);
         session.share_device(turns, &self.runtime);
+    }
+
+    /// A part opened apart from this model that runs once per image (an annotator) shares the device as the text
+    /// encoder and the VAE do: it takes turns with them in medium and low modes.
+    pub(super) fn share_device_once_per_image(&self, session: &mut ComponentSession) {
+        session.share_device(self.turns.as_ref(), &self.runtime);
     }
 
     /// The free dimensions fixed in each part's session now, by the model's names for them: empty unless the

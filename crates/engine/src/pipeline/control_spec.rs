@@ -16,7 +16,9 @@ use super::{Control, Progress};
 use crate::error::{EngineError, Result};
 use crate::image::control::depth::depth_control;
 use crate::image::control::openpose::openpose_control;
-use crate::model::{AdapterModel, AnnotatorKind, ControlNetModel, DepthModel, PoseModel, ResidualKind, ResidualUnet};
+use crate::model::{
+    AdapterModel, AnnotatorKind, ControlNetModel, DepthModel, LoadedModel, PoseModel, ResidualKind, ResidualUnet,
+};
 use crate::runtime::Runtime;
 
 /// One ControlNet or T2I-Adapter unit before its model is loaded.
@@ -71,6 +73,15 @@ impl Annotator {
         match self {
             Annotator::Depth(model) => model.folder(),
             Annotator::Pose(model) => model.folder(),
+        }
+    }
+
+    /// From now on the annotator shares the device with `model`'s parts: in low- and medium-VRAM modes it takes
+    /// turns with the text encoder and the VAE, so it is never on the device beside them.
+    pub fn share_device_with(&mut self, model: &LoadedModel) {
+        match self {
+            Annotator::Depth(annotator) => annotator.share_device_with(model),
+            Annotator::Pose(annotator) => annotator.share_device_with(model),
         }
     }
 
@@ -137,15 +148,25 @@ impl ControlSpec {
     }
 
     /// Runs each waiting unit's annotator on its picture at the generation size, opening each model once;
-    /// `progress` sees every run (stage `Preprocessing`) and may cancel between them.
-    pub fn annotate(&mut self, runtime: &Runtime, progress: &mut dyn FnMut(&Progress) -> Control) -> Result<()> {
+    /// `progress` sees every run (stage `Preprocessing`) and may cancel between them. With a model `loaded` on the
+    /// device the annotators share it with the model's parts ([`Annotator::share_device_with`]).
+    pub fn annotate(
+        &mut self,
+        runtime: &Runtime,
+        loaded: Option<&LoadedModel>,
+        progress: &mut dyn FnMut(&Progress) -> Control,
+    ) -> Result<()> {
         let mut open: Vec<Annotator> = Vec::new();
         for unit in &mut self.units {
             let Some(pending) = &unit.annotation else { continue };
             let index = match open.iter().position(|a| a.kind() == pending.kind && a.folder() == pending.folder) {
                 Some(index) => index,
                 None => {
-                    open.push(Annotator::open(runtime, pending.kind, &pending.folder)?);
+                    let mut annotator = Annotator::open(runtime, pending.kind, &pending.folder)?;
+                    if let Some(model) = loaded {
+                        annotator.share_device_with(model);
+                    }
+                    open.push(annotator);
                     open.len() - 1
                 }
             };

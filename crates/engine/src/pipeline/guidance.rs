@@ -103,18 +103,18 @@ impl Guidance {
         let step = if steps == self.steps || steps == 0 { step } else { step * self.steps / steps };
         let conds: Vec<&Array2<f32>> = self.parts.iter().map(|p| p.conditioning.at_step(step)).collect();
         let Some(negative) = &self.negative else {
-            return unet.predict(sample, timestep, &self.context(&[conds[0].view()]), 0);
+            return unet.predict(sample, timestep, &self.context(&[conds[0].view()])?, 0);
         };
         // stack_conds, then pad_cond_uncond.
         let part_tokens = conds.iter().map(|c| c.nrows()).max().unwrap_or(0);
         let uncond = negative.at_step(step);
         let tokens = part_tokens.max(uncond.nrows());
         let mut rows = Vec::with_capacity(conds.len() + 1);
-        rows.push(self.pad_with_empty(uncond.clone(), tokens));
+        rows.push(self.pad_with_empty(uncond.clone(), tokens)?);
         for cond in conds {
-            rows.push(self.pad_with_empty(repeat_last_vector(cond, part_tokens), tokens));
+            rows.push(self.pad_with_empty(repeat_last_vector(cond, part_tokens)?, tokens)?);
         }
-        let context = self.context(&rows.iter().map(|row| row.view()).collect::<Vec<_>>());
+        let context = self.context(&rows.iter().map(|row| row.view()).collect::<Vec<_>>())?;
         let views = vec![sample.view(); rows.len()];
         let input = concatenate(Axis(0), &views).map_err(|e| EngineError::inference("unet", e))?;
         let prediction = unet.predict(&input, timestep, &context, self.batch_size)?;
@@ -131,28 +131,34 @@ impl Guidance {
     }
 
     /// `[row 1 x batch; row 2 x batch; ...]`.
-    fn context(&self, rows: &[ArrayView2<'_, f32>]) -> Array3<f32> {
+    fn context(&self, rows: &[ArrayView2<'_, f32>]) -> Result<Array3<f32>> {
         let views: Vec<_> =
             rows.iter().flat_map(|row| std::iter::repeat_n(row.view().insert_axis(Axis(0)), self.batch_size)).collect();
-        concatenate(Axis(0), &views).expect("rows of equal shape")
+        stacked(&views)
     }
 
     /// `cond` with empty-prompt chunks appended up to `tokens` positions (CFGDenoiser.pad_cond_uncond).
-    fn pad_with_empty(&self, cond: Array2<f32>, tokens: usize) -> Array2<f32> {
-        let Some(empty) = self.empty.as_ref().filter(|_| cond.nrows() < tokens) else { return cond };
+    fn pad_with_empty(&self, cond: Array2<f32>, tokens: usize) -> Result<Array2<f32>> {
+        let Some(empty) = self.empty.as_ref().filter(|_| cond.nrows() < tokens) else { return Ok(cond) };
         let mut views = vec![cond.view()];
         views.extend(std::iter::repeat_n(empty.view(), (tokens - cond.nrows()) / empty.nrows()));
-        concatenate(Axis(0), &views).expect("conditionings of equal width")
+        stacked(&views)
     }
 }
 
 /// `cond` with its last vector repeated up to `tokens` positions (prompt_parser.py `stack_conds`).
-fn repeat_last_vector(cond: &Array2<f32>, tokens: usize) -> Array2<f32> {
+fn repeat_last_vector(cond: &Array2<f32>, tokens: usize) -> Result<Array2<f32>> {
     if cond.nrows() >= tokens {
-        return cond.clone();
+        return Ok(cond.clone());
     }
     let last = cond.slice_axis(Axis(0), (cond.nrows() - 1..cond.nrows()).into());
     let mut views = vec![cond.view()];
     views.extend(std::iter::repeat_n(last, tokens - cond.nrows()));
-    concatenate(Axis(0), &views).expect("conditionings of equal width")
+    stacked(&views)
+}
+
+/// The conditionings one after the other on the first axis. They all come from one text encoder, so their widths
+/// agree; a mismatch would be a broken export, reported rather than a panic.
+fn stacked<D: ndarray::RemoveAxis>(views: &[ndarray::ArrayView<'_, f32, D>]) -> Result<ndarray::Array<f32, D>> {
+    concatenate(Axis(0), views).map_err(|e| EngineError::inference("text_encoder", format!("conditionings: {e}")))
 }
