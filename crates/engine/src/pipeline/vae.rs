@@ -213,7 +213,10 @@ fn encode_tiled(
             let channels = parameters.shape()[1];
             let out = out.get_or_insert_with(|| Array4::zeros((1, channels, height, width)));
             let blender = blender.get_or_insert_with(|| BandBlender::new(width, channels));
-            let tile = parameters.index_axis(NdAxis(0), 0).into_dimensionality().expect("rank 4 checked at load");
+            let tile = parameters
+                .index_axis(NdAxis(0), 0)
+                .into_dimensionality()
+                .map_err(|e| EngineError::inference("vae_encoder", format!("output {:?}: {e}", parameters.shape())))?;
             blender.add(tile, left, top, &rows.weights(r, 1), &columns.weights(c, 1));
             on_tile(r * columns.starts.len() + c + 1, total)?;
             if c + 1 == columns.starts.len() {
@@ -229,7 +232,8 @@ fn encode_tiled(
             }
         }
     }
-    Ok(out.expect("at least one tile").into_dyn())
+    out.map(Array4::into_dyn)
+        .ok_or_else(|| EngineError::inference("vae_encoder", format!("no tile in {width}x{height}")))
 }
 
 /// Decodes image `index` of `latents` (scaled, as the sampler holds them) to 8-bit RGB as diffusers does

@@ -55,7 +55,10 @@ pub fn encode_texts(
         for text_chunks in &chunks {
             let (raw, chunk) = match text_chunks.get(position) {
                 Some(chunk) => (encode_chunk(encoder, chunk)?, chunk),
-                None => (empty_hidden.clone().expect("encoded when a text has fewer chunks"), &empty),
+                None => match &empty_hidden {
+                    Some(hidden) => (hidden.clone(), &empty),
+                    None => encode_chunk(encoder, &empty).map(|hidden| (hidden, &empty))?,
+                },
             };
             hidden.push((raw, chunk));
         }
@@ -67,16 +70,15 @@ pub fn encode_texts(
         .iter()
         .map(|parts| {
             let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-            concatenate(Axis(0), &views).expect("chunks of the same width")
+            concatenate(Axis(0), &views).map_err(|e| EngineError::inference("text_encoder", format!("chunks: {e}")))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(index_of.into_iter().map(|i| concatenated[i].clone()).collect())
 }
 
 /// The text encoder's hidden states `[77, width]` for one chunk.
 fn encode_chunk(encoder: &mut TextEncoderSession, chunk: &PromptChunk) -> Result<Array2<f32>> {
-    let ids = Array2::from_shape_vec((1, chunk.ids.len()), chunk.ids.iter().map(|&id| i64::from(id)).collect())
-        .expect("one row of token ids");
+    let ids = Array2::from_shape_fn((1, chunk.ids.len()), |(_, i)| i64::from(chunk.ids[i]));
     let hidden = encoder.encode(&ids)?;
     if hidden.shape()[1] != chunk.ids.len() {
         return Err(EngineError::inference(
