@@ -37,6 +37,8 @@ pub const NAMES: &[&str] = &[
     "gallery_import_dropped",
     "list_control_models",
     "preprocess_control",
+    "watch_control_previews",
+    "cancel_control_preview",
     "save_mask_as",
     "read_dropped_picture",
 ];

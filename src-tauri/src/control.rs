@@ -3,7 +3,8 @@
 //! engine's [`ControlSpec`] at submit, before any model loads, as `pigment --control` does; the preprocessed
 //! picture on its own for the panel's preview; and the list of the ControlNets and adapters in the models folder.
 //! Preprocessors with an annotator model (depth, openpose) run in the job, on the worker (slow on big models),
-//! and in the preview on a blocking thread, both on the app's one runtime.
+//! and in the preview on a blocking thread (reporting progress, cancellable: `control_preview`), both on the app's
+//! one runtime.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +17,13 @@ use pigment_engine::image::{ResizeMode, resize_image};
 use pigment_engine::model::{ANNOTATORS_FOLDER, AnnotatorKind, ControlModelFolder, ResidualKind};
 use pigment_engine::pipeline::{
     Annotator, Control, ControlImage, ControlSpec, ControlUnitSpec, GenerateRequest, PendingAnnotation, Preprocessing,
+    Progress,
 };
 use serde::{Deserialize, Serialize};
-use tauri::State;
+use tauri::{AppHandle, Runtime, State};
 
+use crate::commands::blocking;
+use crate::control_preview::UnitId;
 use crate::error::{AppError, Result};
 use crate::models::{GenerateParams, JobMode, decode_any_mask, decode_picture, invalid};
 use crate::preview::png_data_url;
@@ -61,6 +65,10 @@ impl ControlKind {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ControlUnitParams {
+    /// The panel's number for the unit, sent with its preview: a newer preview of the unit cancels the one still
+    /// running, and `cancel_control_preview` names it. Jobs ignore it.
+    #[serde(default)]
+    pub id: Option<UnitId>,
     /// A disabled unit is kept in the panel and skipped by the job.
     #[serde(default = "enabled")]
     pub enabled: bool,
@@ -150,23 +158,22 @@ pub async fn list_control_models(state: State<'_, AppState>) -> Result<ControlMo
     Ok(ControlModelList { models: control_models_in(models_folder), annotators: annotators_in(models_folder) })
 }
 
-/// `preprocess_control`: the unit's preprocessed picture at the generation size, for the panel's preview.
+/// `preprocess_control`: the unit's preprocessed picture at the generation size, for the panel's preview. With the
+/// unit's `id` it is that unit's latest preview: it reports progress and can be cancelled (`control_preview`).
 #[tauri::command]
-pub async fn preprocess_control(
-    state: State<'_, AppState>,
+pub async fn preprocess_control<R: Runtime>(
+    app: AppHandle<R>,
     unit: ControlUnitParams,
     width: u32,
     height: u32,
     mask: Option<String>,
 ) -> Result<ControlPreview> {
-    let models_folder = state.paths.models_folder.clone();
-    let runtime = state.runtime.clone();
     // The annotators take a while on big models: off the async runtime's threads.
-    tauri::async_runtime::spawn_blocking(move || {
-        preview(&unit, width, height, mask.as_deref(), &models_folder, &runtime)
+    blocking(&app, move |state| {
+        let models_folder = &state.paths.models_folder;
+        state.control_previews.preview(&unit, width, height, mask.as_deref(), models_folder, &state.runtime)
     })
     .await
-    .map_err(|e| AppError::platform("finish a background task", e))?
 }
 
 /// Each annotator preprocessor with the folder it would use in `models_folder`.
@@ -221,15 +228,28 @@ pub fn preview(
     models_folder: &Path,
     runtime: &RuntimeSlot,
 ) -> Result<ControlPreview> {
+    preview_reporting(unit, width, height, canvas_mask, models_folder, runtime, &mut |_| Control::Continue)
+}
+
+/// [`preview`], with `progress` seeing the annotator's run (stage `Preprocessing`); a cancel from it gives the
+/// engine's cancelled error.
+pub fn preview_reporting(
+    unit: &ControlUnitParams,
+    width: u32,
+    height: u32,
+    canvas_mask: Option<&str>,
+    models_folder: &Path,
+    runtime: &RuntimeSlot,
+    progress: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<ControlPreview> {
     // The size is checked as a job's is (the preprocessors resize to it).
     GenerateRequest { width, height, ..GenerateRequest::default() }.validate()?;
     let (mut image, mut preprocessing, annotation) = unit_image(unit, width, height, canvas_mask, models_folder)?;
     if let Some(pending) = annotation {
         let runtime = runtime.get()?;
         let mut annotator = Annotator::open(&runtime, pending.kind, &pending.folder).map_err(annotator_error)?;
-        (image, preprocessing) = annotator
-            .apply(&image.image, pending.width, pending.height, &mut |_| Control::Continue)
-            .map_err(annotator_error)?;
+        (image, preprocessing) =
+            annotator.apply(&image.image, pending.width, pending.height, progress).map_err(annotator_error)?;
     }
     let shown = visible(&image);
     Ok(ControlPreview {

@@ -10,6 +10,7 @@ pub mod canvas;
 pub mod command_names;
 pub mod commands;
 pub mod control;
+pub mod control_preview;
 pub mod error;
 pub mod gallery;
 pub mod generation;
@@ -77,6 +78,8 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             gallery::gallery_import_dropped,
             control::list_control_models,
             control::preprocess_control,
+            control_preview::watch_control_previews,
+            control_preview::cancel_control_preview,
             canvas::save_mask_as,
             canvas::read_dropped_picture,
         ])

@@ -27,7 +27,7 @@ impl CancelFlag {
         self.0.load(Ordering::SeqCst)
     }
 
-    fn set(&self) {
+    pub(crate) fn set(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 }

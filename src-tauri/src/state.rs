@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::api_server::{ApiServerSettings, RunningApiServer};
+use crate::control_preview::ControlPreviews;
 use crate::error::{AppError, Result};
 use crate::gallery::GalleryService;
 use crate::generation::{EngineBackend, GenerationJob};
@@ -33,6 +34,8 @@ pub struct AppState {
     pub gallery: GalleryService,
     /// The A1111-compatible API while the settings switch it on (`api_server::apply`).
     pub api_server: Mutex<Option<RunningApiServer>>,
+    /// The control panel's previews while they run (progress, cancel).
+    pub control_previews: ControlPreviews,
 }
 
 /// What the settings form may change (added model folders change only through "Add model folder...").
@@ -77,6 +80,7 @@ impl AppState {
             picked_folders: Mutex::new(Vec::new()),
             gallery,
             api_server: Mutex::new(None),
+            control_previews: ControlPreviews::default(),
         })
     }
 

@@ -16,6 +16,7 @@ import type {
   AppInfo,
   ControlModelList,
   ControlPreview,
+  ControlPreviewProgress,
   ControlUnitParams,
   GenerateParams,
   JobEvent,
@@ -83,9 +84,21 @@ export const api = {
   readDroppedPicture: (path: string) => invoke<ArrayBuffer>("read_dropped_picture", { path }),
   /** The ControlNets and T2I-Adapters in the models folder, and the annotators installed there. */
   listControlModels: () => invoke<ControlModelList>("list_control_models"),
-  /** A control unit's picture preprocessed at the generation size (`mask`: the canvas's, for `inpaint`). */
+  /**
+   * A control unit's picture preprocessed at the generation size (`mask`: the canvas's, for `inpaint`). With
+   * `unit.id` it is that unit's latest preview: a newer one or `cancelControlPreview` makes it reject with kind
+   * "cancelled".
+   */
   preprocessControl: (unit: ControlUnitParams, width: number, height: number, mask: string | null) =>
     invoke<ControlPreview>("preprocess_control", { unit, width, height, mask }),
+  /** Every running preview's progress arrives at `onProgress`, naming its unit (`unit.id` of `preprocessControl`). */
+  watchControlPreviews(onProgress: (progress: ControlPreviewProgress) => void): Promise<void> {
+    const channel = new Channel<ControlPreviewProgress>();
+    channel.onmessage = onProgress;
+    return invoke<void>("watch_control_previews", { onProgress: channel });
+  },
+  /** Stops unit `unitId`'s running preview, which then rejects with kind "cancelled"; whether one was running. */
+  cancelControlPreview: (unitId: number) => invoke<boolean>("cancel_control_preview", { unitId }),
   /** A generated image's file as a URL the window may load (Tauri's asset protocol, scoped to the app's folders). */
   imageUrl: (path: string) => convertFileSrc(path),
 };

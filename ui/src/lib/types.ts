@@ -35,6 +35,8 @@ export type ControlPreprocessor = "none" | "canny" | "scribble" | "lineart" | "t
 
 /** One control unit as src-tauri/src/control.rs takes it; pictures and masks as base64 PNG. */
 export interface ControlUnitParams {
+  /** The panel's number for the unit, sent with its preview (a newer preview of the unit cancels the older). */
+  id?: number;
   enabled: boolean;
   kind: ControlKind;
   /** The ControlNet's or adapter's folder name in the models folder. */
@@ -82,6 +84,15 @@ export interface ControlPreview {
   height: number;
   module: string;
   params: [string, string][];
+}
+
+/** A running preview's progress (its annotator's run), from `watch_control_previews`' channel. */
+export interface ControlPreviewProgress {
+  unitId: number;
+  /** Steps done of `steps`. */
+  step: number;
+  steps: number;
+  elapsedMs: number;
 }
 
 export type MaskedContent = "fill" | "original" | "latent-noise" | "latent-nothing";

@@ -8,6 +8,9 @@
   let nextCallback = 1;
   let queue = [];
   const jobs = new Map();
+  // Control previews (control-preview.test.mjs): the channel their progress goes to, and each unit's running one.
+  let previewProgress = null;
+  const runningPreviews = new Map();
 
   const model = { id: "/data/models/tiny-sd", name: "tiny-sd", path: "/data/models/tiny-sd", source: "bundled", problem: null };
   const preview =
@@ -91,11 +94,50 @@
         lookedIn: "/data/models/annotators",
       })),
     }),
+    // An annotator preprocessor (depth, openpose) takes window.__PIGMENT_PREVIEW_STEPS__ steps of 100 ms (none unless
+    // set), reporting each to the watched channel; as on the Rust side, a newer preview of the same unit (`unit.id`)
+    // or `cancel_control_preview` rejects the running one with the cancelled error.
     preprocess_control: ({ unit, width, height }) => {
       if (unit.preprocessor === "canny" && unit.cannyHigh > 255) {
         throw { kind: "engine", message: `invalid canny high: ${unit.cannyHigh} (must be between 0 and 255)`, field: "canny_high" };
       }
-      return { image: `data:image/png;base64,${unit.image}`, width, height, module: unit.preprocessor, params: [] };
+      const answer = { image: `data:image/png;base64,${unit.image}`, width, height, module: unit.preprocessor, params: [] };
+      const steps = window.__PIGMENT_PREVIEW_STEPS__ ?? 0;
+      if (!["depth", "openpose"].includes(unit.preprocessor) || !steps) return answer;
+      runningPreviews.get(unit.id)?.cancel();
+      return new Promise((resolve, reject) => {
+        let step = 0;
+        let timer;
+        const run = {
+          cancel: () => {
+            clearTimeout(timer);
+            runningPreviews.delete(unit.id);
+            reject({ kind: "cancelled", message: "generation cancelled", field: null });
+          },
+        };
+        runningPreviews.set(unit.id, run);
+        const tick = () => {
+          previewProgress?.({ unitId: unit.id, step, steps, elapsedMs: step * 100 });
+          if (step === steps) {
+            runningPreviews.delete(unit.id);
+            resolve(answer);
+            return;
+          }
+          step += 1;
+          timer = setTimeout(tick, 100);
+        };
+        tick();
+      });
+    },
+    watch_control_previews: ({ onProgress }) => {
+      let index = 0;
+      previewProgress = (message) => callbacks.get(onProgress.id)?.({ message, index: index++ });
+      return null;
+    },
+    cancel_control_preview: ({ unitId }) => {
+      const run = runningPreviews.get(unitId);
+      run?.cancel();
+      return Boolean(run);
     },
     cancel_job: (args) => {
       const job = jobs.get(args.id);

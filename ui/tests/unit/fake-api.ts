@@ -91,6 +91,8 @@ export function fakeApi(overrides: Partial<Api> = {}) {
     preprocessControl: vi.fn(async () => {
       throw { kind: "engine", message: "not in this test", field: null };
     }),
+    watchControlPreviews: vi.fn(async () => {}),
+    cancelControlPreview: vi.fn(async () => false),
     imageUrl: (path: string) => `asset://localhost/${encodeURIComponent(path)}`,
     ...overrides,
   };

@@ -1,6 +1,7 @@
 // The control panel: ControlNet / T2I-Adapter units (model, picture, preprocessor and its settings, weight and
 // step range), guess mode and the adapters' factor, shared by the Generate and Canvas views. Preprocessing and
 // checking are the Rust side's: a unit's preview is what `preprocess_control` returns, errors come back by field.
+// A preview that runs an annotator model shows its progress and can be cancelled.
 import { asAppError, type Api } from "../api";
 import { loadPicture, pictureToPngDataUrl, dataUrlBase64 } from "../canvas/png";
 import type {
@@ -9,6 +10,7 @@ import type {
   ControlModelEntry,
   ControlPreprocessor,
   ControlPreview,
+  ControlPreviewProgress,
   ControlUnitParams,
   GenerateParams,
 } from "../types";
@@ -49,6 +51,8 @@ export class ControlUnit {
   preview = $state.raw<ControlPreview | null>(null);
   previewError = $state<string | null>(null);
   previewing = $state(false);
+  /** The running preview's progress from 0 to 1; null until its annotator reports. */
+  previewProgress = $state<number | null>(null);
 
   /** `mask` (base64 PNG, the canvas's) goes to `inpaint` units. */
   params(mask: string | null = null): ControlUnitParams {
@@ -80,6 +84,8 @@ export class ControlState {
   private api: Api;
   /** The latest preview request per unit: an older answer arriving late is dropped. */
   private previewRequests = new Map<number, number>();
+  /** The channel every preview's progress comes through, set up before the first preview. */
+  private watching: Promise<void> | null = null;
 
   constructor(api: Api) {
     this.api = api;
@@ -116,6 +122,7 @@ export class ControlState {
   }
 
   removeUnit(unit: ControlUnit) {
+    if (unit.previewing) void this.cancelPreview(unit);
     this.units = this.units.filter((u) => u !== unit);
     this.previewRequests.delete(unit.id);
   }
@@ -156,18 +163,55 @@ export class ControlState {
     const request = (this.previewRequests.get(unit.id) ?? 0) + 1;
     this.previewRequests.set(unit.id, request);
     unit.previewing = true;
+    unit.previewProgress = null;
     try {
-      const preview = await this.api.preprocessControl(unit.params(), Number(width), Number(height), mask);
+      await this.watchPreviews();
+      // With the unit's id: the Rust side cancels this unit's older preview if it still runs.
+      const params = { ...unit.params(), id: unit.id };
+      const preview = await this.api.preprocessControl(params, Number(width), Number(height), mask);
       if (this.previewRequests.get(unit.id) !== request) return;
       unit.preview = preview;
       unit.previewError = null;
     } catch (error) {
       if (this.previewRequests.get(unit.id) !== request) return;
+      const appError = asAppError(error);
+      // Cancelled (the unit's Cancel button): no error, and the picture shown stays.
+      if (appError.kind === "cancelled") {
+        unit.previewError = null;
+        return;
+      }
       unit.preview = null;
-      unit.previewError = asAppError(error).message;
+      unit.previewError = appError.message;
     } finally {
-      if (this.previewRequests.get(unit.id) === request) unit.previewing = false;
+      if (this.previewRequests.get(unit.id) === request) {
+        unit.previewing = false;
+        unit.previewProgress = null;
+      }
     }
+  }
+
+  /** Stops `unit`'s running preview: it ends without an error message. */
+  async cancelPreview(unit: ControlUnit) {
+    try {
+      await this.api.cancelControlPreview(unit.id);
+    } catch (error) {
+      unit.previewError = asAppError(error).message;
+    }
+  }
+
+  /** A progress report of a running preview, for the unit it names. */
+  previewProgressed(progress: ControlPreviewProgress) {
+    const unit = this.units.find((u) => u.id === progress.unitId);
+    if (!unit?.previewing) return;
+    unit.previewProgress = progress.steps > 0 ? Math.min(1, progress.step / progress.steps) : 0;
+  }
+
+  private watchPreviews(): Promise<void> {
+    this.watching ??= this.api.watchControlPreviews((progress) => this.previewProgressed(progress)).catch((error) => {
+      this.watching = null;
+      throw error;
+    });
+    return this.watching;
   }
 
   /** What a job carries of the panel (nothing when it has no unit); `mask` is the canvas's, for `inpaint` units. */
