@@ -429,6 +429,7 @@ impl PoseModel {
     pub fn predict(&mut self, image: &Array4<f32>) -> Result<(Array3<f32>, Array3<f32>)> {
         const COMPONENT: &str = "openpose annotator";
         let names = [self.pafs.clone(), self.heatmaps.clone()];
+        let folder = self.folder.display();
         let mut outputs = run_outputs(&mut self.session, COMPONENT, &self.input, image, &names)?.into_iter();
         let mut take = |name: &str, channels: usize| -> Result<Array3<f32>> {
             let array = outputs
@@ -439,7 +440,7 @@ impl PoseModel {
                 return Err(EngineError::UnsupportedModelIo {
                     component: COMPONENT,
                     name: name.to_string(),
-                    detail: format!("returned {shape:?}, not [1, {channels}, height, width]"),
+                    detail: format!("returned {shape:?}, not [1, {channels}, height, width] ({folder})"),
                 });
             }
             array.index_axis_move(Axis(0), 0).into_dimensionality().map_err(|e| EngineError::inference(COMPONENT, e))
@@ -451,7 +452,7 @@ impl PoseModel {
                 component: COMPONENT,
                 name: names[1].clone(),
                 detail: format!(
-                    "heatmaps {:?} and part affinity fields {:?} differ in size",
+                    "heatmaps {:?} and part affinity fields {:?} differ in size ({folder})",
                     heatmaps.shape(),
                     pafs.shape()
                 ),

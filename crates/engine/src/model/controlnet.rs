@@ -155,7 +155,8 @@ impl ControlNetModel {
         cond: ArrayViewD<'_, f32>,
     ) -> Result<Vec<ArrayD<f32>>> {
         const COMPONENT: &str = "controlnet";
-        let batch = sample.shape()[0];
+        let sample_shape = sample.shape().to_vec();
+        let batch = sample_shape[0];
         let mut inputs = vec![
             (self.sample.name.clone(), io::float_input(COMPONENT, &self.sample, sample)?),
             (self.timestep.name.clone(), io::timestep_input(&self.timestep, timestep, batch)?),
@@ -165,7 +166,36 @@ impl ControlNetModel {
             inputs.push((spec.name.clone(), scalar_input(COMPONENT, spec, 1.0)?));
         }
         let context = KeptInput { spec: &self.encoder_hidden_states, values: context.view().into_dyn() };
-        self.session.run_in_loop(inputs, &[context], &self.residuals)
+        let residuals = self.session.run_in_loop(inputs, &[context], &self.residuals)?;
+        for (name, residual) in self.residuals.iter().zip(&residuals) {
+            self.check_residual(name, residual.shape(), &sample_shape)?;
+        }
+        Ok(residuals)
+    }
+
+    /// A residual is `[rows, channels, h, w]` with the latents' rows and sides, or sides halved by the UNet's
+    /// downsamplings (a 3x3 convolution of stride 2 and padding 1 gives `ceil(side / 2)`). Checked here, where the
+    /// ControlNet that gave it can be named; the UNet would only fail to add it.
+    fn check_residual(&self, name: &str, residual: &[usize], sample: &[usize]) -> Result<()> {
+        let &[rows, _, height, width] = sample else { return Ok(()) };
+        let halvings = |side: usize| std::iter::successors(Some(side), |&s| (s > 1).then(|| s.div_ceil(2)));
+        let fits = match residual {
+            &[r, _, h, w] => r == rows && halvings(height).zip(halvings(width)).any(|sides| sides == (h, w)),
+            _ => false,
+        };
+        if fits {
+            return Ok(());
+        }
+        let sides: Vec<String> = halvings(height).zip(halvings(width)).map(|(h, w)| format!("{h}x{w}")).collect();
+        Err(EngineError::IncompatibleComponents {
+            folder: self.root.clone(),
+            detail: format!(
+                "ControlNet {} returned {name} {residual:?} for latents {sample:?}; a residual is [{rows}, channels, \
+                 height, width] at the latents' size or a halving of it ({})",
+                self.name,
+                sides.join(", ")
+            ),
+        })
     }
 
     /// Shares the device with `model`'s parts (turns in low-VRAM mode); see [`LoadedModel::share_device`].
@@ -287,10 +317,29 @@ impl AdapterModel {
         self.features.len()
     }
 
-    /// The features for `image` `[1, 3, height, width]` in [0, 1].
+    /// The features for `image` `[1, 3, height, width]` in [0, 1]: each `[1, channels, h, w]`.
     pub fn features(&mut self, image: ArrayViewD<'_, f32>) -> Result<Vec<ArrayD<f32>>> {
         let value = io::float_input("adapter", &self.image, image)?;
-        self.session.run_in_loop(vec![(self.image.name.clone(), value)], &[], &self.features)
+        let features = self.session.run_in_loop(vec![(self.image.name.clone(), value)], &[], &self.features)?;
+        for (name, feature) in self.features.iter().zip(&features) {
+            // One row for one image: the pipeline repeats it for the UNet's rows.
+            if feature.ndim() != 4 || feature.shape()[0] != 1 {
+                return Err(EngineError::IncompatibleComponents {
+                    folder: self.root.clone(),
+                    detail: format!(
+                        "adapter {} returned {name} {:?} for one control image; a feature is [1, channels, height, \
+                         width]",
+                        self.name,
+                        feature.shape()
+                    ),
+                });
+            }
+        }
+        Ok(features)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Shares the device with `model`'s parts (turns in low-VRAM mode); see [`LoadedModel::share_device`].

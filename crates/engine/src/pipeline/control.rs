@@ -439,7 +439,18 @@ impl ControlState {
             for (k, feature) in features.into_iter().enumerate() {
                 let weighted = feature.mapv(|v| v * unit.weight);
                 match adapter_features.get_mut(k) {
-                    Some(sum) => *sum += &weighted,
+                    Some(sum) if sum.shape() == weighted.shape() => *sum += &weighted,
+                    Some(sum) => {
+                        return Err(EngineError::IncompatibleComponents {
+                            folder: adapter.root().to_path_buf(),
+                            detail: format!(
+                                "adapter {}'s feature {k} {:?} does not match the other adapters' {:?}",
+                                adapter.name(),
+                                weighted.shape(),
+                                sum.shape()
+                            ),
+                        });
+                    }
                     None => adapter_features.push(weighted),
                 }
             }
