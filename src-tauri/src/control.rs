@@ -219,21 +219,9 @@ pub struct ControlPreview {
 }
 
 /// `unit`'s picture preprocessed at the generation size `width` x `height`, as a job would make it (annotators
-/// found in `models_folder`, run on `runtime`).
+/// found in `models_folder`, run on `runtime`); `progress` sees the annotator's run (stage `Preprocessing`), and a
+/// cancel from it gives the engine's cancelled error.
 pub fn preview(
-    unit: &ControlUnitParams,
-    width: u32,
-    height: u32,
-    canvas_mask: Option<&str>,
-    models_folder: &Path,
-    runtime: &RuntimeSlot,
-) -> Result<ControlPreview> {
-    preview_reporting(unit, width, height, canvas_mask, models_folder, runtime, &mut |_| Control::Continue)
-}
-
-/// [`preview`], with `progress` seeing the annotator's run (stage `Preprocessing`); a cancel from it gives the
-/// engine's cancelled error.
-pub fn preview_reporting(
     unit: &ControlUnitParams,
     width: u32,
     height: u32,

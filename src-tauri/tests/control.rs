@@ -209,7 +209,8 @@ fn a_controlnet_job_gives_the_engines_pixels_and_saves_its_control_image() {
 
     // The panel's preview is the same picture the job used.
     let unit: ControlUnitParams = serde_json::from_value(canny_unit()).unwrap();
-    let shown = preview(&unit, 64, 64, None, &state.paths.models_folder, &state.runtime).unwrap();
+    let shown =
+        preview(&unit, 64, 64, None, &state.paths.models_folder, &state.runtime, &mut |_| Control::Continue).unwrap();
     assert_eq!((shown.module.as_str(), shown.width, shown.height), ("canny", 64, 64));
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(shown.image.strip_prefix("data:image/png;base64,").unwrap())
@@ -482,7 +483,8 @@ fn depth_and_openpose_units_run_their_annotator_in_the_job_and_save_the_engines_
 
         // The panel's preview is the saved picture, with the same module.
         let unit: ControlUnitParams = serde_json::from_value(unit).unwrap();
-        let shown = preview(&unit, width, height, None, &models_folder, &state.runtime).unwrap();
+        let shown =
+            preview(&unit, width, height, None, &models_folder, &state.runtime, &mut |_| Control::Continue).unwrap();
         assert_eq!(shown.module, module);
         assert_eq!(decode_preview(&shown.image), control, "{preprocessor}: preview");
     }
@@ -522,7 +524,7 @@ fn a_missing_or_broken_annotator_is_refused_naming_the_preprocessor_and_the_fold
     let message = error["message"].as_str().unwrap();
     assert!(message.contains("depth needs an annotator model") && message.contains(&looked_in), "{message}");
     let parsed: ControlUnitParams = serde_json::from_value(unit.clone()).unwrap();
-    let error = preview(&parsed, 64, 64, None, &models_folder, &state.runtime).unwrap_err();
+    let error = preview(&parsed, 64, 64, None, &models_folder, &state.runtime, &mut |_| Control::Continue).unwrap_err();
     assert_eq!(error.field().as_deref(), Some("preprocessor"));
     assert!(error.to_string().contains(&looked_in), "{error}");
 

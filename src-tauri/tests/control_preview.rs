@@ -214,7 +214,8 @@ fn a_preview_reports_its_progress_to_the_window_and_gives_the_picture_it_gave_be
         // The same PNG as the preview without progress or cancel (the path the panel took before), and the
         // engine's own control picture for that picture and size.
         let parsed: ControlUnitParams = serde_json::from_value(sent).unwrap();
-        let before = preview(&parsed, width, height, None, &models_folder, &state.runtime).unwrap();
+        let before =
+            preview(&parsed, width, height, None, &models_folder, &state.runtime, &mut |_| Control::Continue).unwrap();
         assert_eq!(shown, serde_json::to_value(&before).unwrap(), "{preprocessor}");
         let picture = load_image(&fixture(picture_file)).unwrap().image;
         let annotators = models_folder.join("annotators");
