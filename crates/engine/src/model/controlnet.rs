@@ -174,19 +174,18 @@ impl ControlNetModel {
     }
 
     /// A residual is `[rows, channels, h, w]` with the latents' rows and sides, or sides halved by the UNet's
-    /// downsamplings (a 3x3 convolution of stride 2 and padding 1 gives `ceil(side / 2)`). Checked here, where the
-    /// ControlNet that gave it can be named; the UNet would only fail to add it.
+    /// downsamplings ([`latent_halvings`]). Checked here, where the ControlNet that gave it can be named; the UNet
+    /// would only fail to add it.
     fn check_residual(&self, name: &str, residual: &[usize], sample: &[usize]) -> Result<()> {
         let &[rows, _, height, width] = sample else { return Ok(()) };
-        let halvings = |side: usize| std::iter::successors(Some(side), |&s| (s > 1).then(|| s.div_ceil(2)));
         let fits = match residual {
-            &[r, _, h, w] => r == rows && halvings(height).zip(halvings(width)).any(|sides| sides == (h, w)),
+            &[r, _, h, w] => r == rows && latent_halvings(height, width).any(|sides| sides == (h, w)),
             _ => false,
         };
         if fits {
             return Ok(());
         }
-        let sides: Vec<String> = halvings(height).zip(halvings(width)).map(|(h, w)| format!("{h}x{w}")).collect();
+        let sides: Vec<String> = latent_halvings(height, width).map(|(h, w)| format!("{h}x{w}")).collect();
         Err(EngineError::IncompatibleComponents {
             folder: self.root.clone(),
             detail: format!(
@@ -231,6 +230,12 @@ impl ControlNetModel {
         }
         Ok(())
     }
+}
+
+/// The sides of latents `height` x `width` and of each halving by a UNet downsampling (a 3x3 convolution of stride
+/// 2 and padding 1 gives `ceil(side / 2)`), until both are 1; a side of 1 stays 1 (a long, narrow picture).
+fn latent_halvings(height: usize, width: usize) -> impl Iterator<Item = (usize, usize)> {
+    std::iter::successors(Some((height, width)), |&(h, w)| (h > 1 || w > 1).then(|| (h.div_ceil(2), w.div_ceil(2))))
 }
 
 fn family_name(context_width: usize) -> &'static str {
@@ -490,6 +495,18 @@ impl ResidualUnet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn residual_sides_are_the_latents_halved_until_both_are_one() {
+        let sides: Vec<_> = latent_halvings(8, 8).collect();
+        assert_eq!(sides, [(8, 8), (4, 4), (2, 2), (1, 1)]);
+        // 64x2048 pixels: the short side reaches 1 first and stays there while the long one halves on.
+        let sides: Vec<_> = latent_halvings(8, 256).collect();
+        assert_eq!(sides[..4], [(8, 256), (4, 128), (2, 64), (1, 32)]);
+        assert_eq!(sides.last(), Some(&(1, 1)));
+        // Odd sides round up, as the downsampling convolution does (a 65-row latent gives 33, 17, 9, ...).
+        assert_eq!(latent_halvings(65, 9).nth(1), Some((33, 5)));
+    }
 
     fn fixture(path: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(path)
