@@ -14,7 +14,7 @@ use pigment_engine::image::control::{
     DEFAULT_CANNY_HIGH, DEFAULT_CANNY_LOW, Preprocessor, control_image, inpaint_condition,
 };
 use pigment_engine::image::{ResizeMode, resize_image};
-use pigment_engine::model::{ANNOTATORS_FOLDER, AnnotatorKind, ControlModelFolder, ResidualKind};
+use pigment_engine::model::{ANNOTATORS_FOLDER, AnnotatorKind, CancelSignal, ControlModelFolder, ResidualKind};
 use pigment_engine::pipeline::{
     Annotator, Control, ControlImage, ControlSpec, ControlUnitSpec, GenerateRequest, PendingAnnotation, Preprocessing,
     Progress,
@@ -218,9 +218,15 @@ pub struct ControlPreview {
     pub params: Vec<(String, String)>,
 }
 
+/// What a preview's annotator answers to: `progress` sees its run (stage `Preprocessing`) and may cancel before and
+/// after it; `cancel` stops the model run while it runs. Both end the preview with the engine's cancelled error.
+pub struct PreviewWatch<'a> {
+    pub progress: &'a mut dyn FnMut(&Progress) -> Control,
+    pub cancel: Option<CancelSignal>,
+}
+
 /// `unit`'s picture preprocessed at the generation size `width` x `height`, as a job would make it (annotators
-/// found in `models_folder`, run on `runtime`); `progress` sees the annotator's run (stage `Preprocessing`), and a
-/// cancel from it gives the engine's cancelled error.
+/// found in `models_folder`, run on `runtime`, answering to `watch`).
 pub fn preview(
     unit: &ControlUnitParams,
     width: u32,
@@ -228,7 +234,7 @@ pub fn preview(
     canvas_mask: Option<&str>,
     models_folder: &Path,
     runtime: &RuntimeSlot,
-    progress: &mut dyn FnMut(&Progress) -> Control,
+    watch: PreviewWatch<'_>,
 ) -> Result<ControlPreview> {
     // The size is checked as a job's is (the preprocessors resize to it).
     GenerateRequest { width, height, ..GenerateRequest::default() }.validate()?;
@@ -236,8 +242,9 @@ pub fn preview(
     if let Some(pending) = annotation {
         let runtime = runtime.get()?;
         let mut annotator = Annotator::open(&runtime, pending.kind, &pending.folder).map_err(annotator_error)?;
+        annotator.watch_cancel(watch.cancel.as_ref())?;
         (image, preprocessing) =
-            annotator.apply(&image.image, pending.width, pending.height, progress).map_err(annotator_error)?;
+            annotator.apply(&image.image, pending.width, pending.height, watch.progress).map_err(annotator_error)?;
     }
     let shown = visible(&image);
     Ok(ControlPreview {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tauri::State;
 use tauri::ipc::Channel;
 
-use crate::control::{ControlPreview, ControlUnitParams, preview};
+use crate::control::{ControlPreview, ControlUnitParams, PreviewWatch, preview};
 use crate::error::Result;
 use crate::queue::CancelFlag;
 use crate::runtime_slot::RuntimeSlot;
@@ -139,7 +139,8 @@ impl ControlPreviews {
         runtime: &RuntimeSlot,
     ) -> Result<ControlPreview> {
         let Some(unit_id) = unit.id else {
-            return preview(unit, width, height, canvas_mask, models_folder, runtime, &mut |_| Control::Continue);
+            let watch = PreviewWatch { progress: &mut |_| Control::Continue, cancel: None };
+            return preview(unit, width, height, canvas_mask, models_folder, runtime, watch);
         };
         let run = self.start(unit_id);
         let mut progress = |progress: &Progress| {
@@ -154,7 +155,8 @@ impl ControlPreviews {
             }
             if run.cancel.is_set() { Control::Cancel } else { Control::Continue }
         };
-        preview(unit, width, height, canvas_mask, models_folder, runtime, &mut progress)
+        let watch = PreviewWatch { progress: &mut progress, cancel: Some(run.cancel.signal()) };
+        preview(unit, width, height, canvas_mask, models_folder, runtime, watch)
     }
 }
 

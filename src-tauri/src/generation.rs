@@ -113,10 +113,13 @@ impl Backend for EngineBackend {
         let mut control_spec = job.control.clone();
         if control_spec.needs_annotation() {
             control_spec
-                .annotate(&self.runtime.get()?, self.loaded.as_ref(), &mut |progress| observer.progress(progress))
+                .annotate(&self.runtime.get()?, self.loaded.as_ref(), Some(&cancel.signal()), &mut |progress| {
+                    observer.progress(progress)
+                })
                 .map_err(crate::control::annotator_error)?;
         }
-        self.model_for(&job.model, events)?;
+        // Stop stops a model run while it runs, not only between steps.
+        self.model_for(&job.model, events)?.watch_cancel(Some(cancel.signal()))?;
         let control = self.control_models.request(&self.runtime.get()?, &job.model, &control_spec)?;
         let request = job.request.with_control(control);
         let model = self.loaded.as_mut().ok_or(AppError::NoModel)?;

@@ -8,6 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use pigment_engine::model::CancelSignal;
+
 use crate::error::{AppError, Result};
 use crate::models::{ErrorReport, JobEvent, JobSummary};
 
@@ -29,6 +31,11 @@ impl CancelFlag {
 
     pub(crate) fn set(&self) {
         self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// The same flag as the engine's signal, which stops a model run while it runs.
+    pub fn signal(&self) -> CancelSignal {
+        CancelSignal::from(self.0.clone())
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use image::{DynamicImage, ImageFormat, RgbImage};
-use pigment_app::control::{ControlKind, ControlUnitParams, annotators_in, control_models_in, preview};
+use pigment_app::control::{ControlKind, ControlUnitParams, PreviewWatch, annotators_in, control_models_in, preview};
 use pigment_app::models::{GenerateParams, JobEvent};
 use pigment_app::queue::{EventSink, JobId};
 use pigment_app::state::AppState;
@@ -209,8 +209,7 @@ fn a_controlnet_job_gives_the_engines_pixels_and_saves_its_control_image() {
 
     // The panel's preview is the same picture the job used.
     let unit: ControlUnitParams = serde_json::from_value(canny_unit()).unwrap();
-    let shown =
-        preview(&unit, 64, 64, None, &state.paths.models_folder, &state.runtime, &mut |_| Control::Continue).unwrap();
+    let shown = preview(&unit, 64, 64, None, &state.paths.models_folder, &state.runtime, unwatched()).unwrap();
     assert_eq!((shown.module.as_str(), shown.width, shown.height), ("canny", 64, 64));
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(shown.image.strip_prefix("data:image/png;base64,").unwrap())
@@ -483,8 +482,7 @@ fn depth_and_openpose_units_run_their_annotator_in_the_job_and_save_the_engines_
 
         // The panel's preview is the saved picture, with the same module.
         let unit: ControlUnitParams = serde_json::from_value(unit).unwrap();
-        let shown =
-            preview(&unit, width, height, None, &models_folder, &state.runtime, &mut |_| Control::Continue).unwrap();
+        let shown = preview(&unit, width, height, None, &models_folder, &state.runtime, unwatched()).unwrap();
         assert_eq!(shown.module, module);
         assert_eq!(decode_preview(&shown.image), control, "{preprocessor}: preview");
     }
@@ -524,7 +522,7 @@ fn a_missing_or_broken_annotator_is_refused_naming_the_preprocessor_and_the_fold
     let message = error["message"].as_str().unwrap();
     assert!(message.contains("depth needs an annotator model") && message.contains(&looked_in), "{message}");
     let parsed: ControlUnitParams = serde_json::from_value(unit.clone()).unwrap();
-    let error = preview(&parsed, 64, 64, None, &models_folder, &state.runtime, &mut |_| Control::Continue).unwrap_err();
+    let error = preview(&parsed, 64, 64, None, &models_folder, &state.runtime, unwatched()).unwrap_err();
     assert_eq!(error.field().as_deref(), Some("preprocessor"));
     assert!(error.to_string().contains(&looked_in), "{error}");
 
@@ -565,8 +563,14 @@ fn the_engine_refuses_a_control_picture_that_has_not_been_through_its_annotator(
     let error = ControlModels::default().request(&runtime, &base, &spec).unwrap_err().to_string();
     assert!(error.contains("preprocessor") && error.contains("depth") && error.contains("annotator"), "{error}");
     // Once annotated, the same spec loads, with the depth module recorded.
-    spec.annotate(&runtime, None, &mut |_| Control::Continue).unwrap();
+    spec.annotate(&runtime, None, None, &mut |_| Control::Continue).unwrap();
     assert!(!spec.needs_annotation());
     assert_eq!(spec.units[0].preprocessing.module, "depth_anything");
     assert_eq!(ControlModels::default().request(&runtime, &base, &spec).unwrap().controlnets.len(), 1);
+}
+
+/// A preview that nothing watches: no progress shown, never cancelled. (The closure captures nothing: leaking its
+/// box allocates nothing.)
+fn unwatched() -> PreviewWatch<'static> {
+    PreviewWatch { progress: Box::leak(Box::new(|_: &Progress| Control::Continue)), cancel: None }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use image::RgbImage;
-use pigment_app::control::{ControlUnitParams, preview};
+use pigment_app::control::{ControlUnitParams, PreviewWatch, preview};
 use pigment_app::control_preview::{ControlPreviewProgress, ControlPreviewSink};
 use pigment_app::state::AppState;
 use pigment_engine::image::control::depth::depth_control;
@@ -214,8 +214,7 @@ fn a_preview_reports_its_progress_to_the_window_and_gives_the_picture_it_gave_be
         // The same PNG as the preview without progress or cancel (the path the panel took before), and the
         // engine's own control picture for that picture and size.
         let parsed: ControlUnitParams = serde_json::from_value(sent).unwrap();
-        let before =
-            preview(&parsed, width, height, None, &models_folder, &state.runtime, &mut |_| Control::Continue).unwrap();
+        let before = preview(&parsed, width, height, None, &models_folder, &state.runtime, unwatched()).unwrap();
         assert_eq!(shown, serde_json::to_value(&before).unwrap(), "{preprocessor}");
         let picture = load_image(&fixture(picture_file)).unwrap().image;
         let annotators = models_folder.join("annotators");
@@ -239,4 +238,10 @@ fn a_preview_reports_its_progress_to_the_window_and_gives_the_picture_it_gave_be
         assert_eq!(decode_preview(shown["image"].as_str().unwrap()), engine.image, "{preprocessor}");
         assert!(!state.control_previews.is_running(id));
     }
+}
+
+/// A preview that nothing watches: no progress shown, never cancelled. (The closure captures nothing: leaking its
+/// box allocates nothing.)
+fn unwatched() -> PreviewWatch<'static> {
+    PreviewWatch { progress: Box::leak(Box::new(|_: &Progress| Control::Continue)), cancel: None }
 }

@@ -15,7 +15,7 @@ use pigment_engine::image::control::{
     DEFAULT_CANNY_HIGH, DEFAULT_CANNY_LOW, Preprocessor, canny, control_image, grey_to_rgb,
 };
 use pigment_engine::image::{LoadedImage, load_image, write_png_atomically};
-use pigment_engine::model::{ANNOTATORS_FOLDER, AnnotatorKind, ResidualKind};
+use pigment_engine::model::{ANNOTATORS_FOLDER, AnnotatorKind, CancelSignal, ResidualKind};
 use pigment_engine::pipeline::{Annotator, Control, GenerationObserver, PendingAnnotation, Progress};
 use pigment_engine::pipeline::{
     ControlModels, ControlRequest, ControlSpec, ControlUnitSpec, check_adapter_values, check_controlnet_values,
@@ -264,7 +264,8 @@ impl PreparedControl {
         for unit in &mut self.spec.units {
             unit.annotation = Some(PendingAnnotation { kind: *kind, folder: folder.clone(), width, height });
         }
-        with_progress(cancel, |progress| self.spec.annotate(runtime, None, progress))
+        let signal = CancelSignal::from(cancel.clone());
+        with_progress(cancel, |progress| self.spec.annotate(runtime, None, Some(&signal), progress))
     }
 
     /// Loads the ControlNets or adapters and the base model's UNet with residual inputs.
@@ -381,9 +382,10 @@ fn run_annotator(kind: AnnotatorKind, args: AnnotatorArgs) -> Result<(), CliErro
     let folder = annotator_folder(kind, args.annotator_model.as_deref(), &models_folders)?;
     let runtime = args.runtime.load()?;
     let mut annotator = Annotator::open(&runtime, kind, &folder)?;
-    let (control, preprocessing) = with_progress(&cancel_on_ctrl_c(), |progress| {
-        annotator.apply(&picture, picture.width(), picture.height(), progress)
-    })?;
+    let cancel = cancel_on_ctrl_c();
+    annotator.watch_cancel(Some(&CancelSignal::from(cancel.clone())))?;
+    let (control, preprocessing) =
+        with_progress(&cancel, |progress| annotator.apply(&picture, picture.width(), picture.height(), progress))?;
     write_png_atomically(&args.output, &control.image, &[])?;
     eprintln!("{} ({}): {}", preprocessing.module, folder.display(), args.output.display());
     Ok(())

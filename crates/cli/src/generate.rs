@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use pigment_engine::EngineError;
-use pigment_engine::model::{LoadedModel, UpscalerSession, find_demo_model};
+use pigment_engine::model::{CancelSignal, LoadedModel, UpscalerSession, find_demo_model};
 use pigment_engine::pipeline::{
     ControlRequest, DEFAULT_HIRES_STRENGTH, GenerateRequest, GenerateSummary, HiresFix, HiresUpscaler, VaeTilingMode,
     txt2img, txt2img_hires,
@@ -271,6 +271,8 @@ pub fn execute(
     control.annotate(&runtime, &folder, &cancel)?;
     let load_started = std::time::Instant::now();
     let mut model = LoadedModel::open(&runtime, &folder)?;
+    // Ctrl+C stops a model run while it runs too (a UNet step on a CPU can take many seconds).
+    model.watch_cancel(Some(CancelSignal::from(cancel.clone())))?;
     model.set_embeddings(&runtime, &embeddings)?;
     model.vae_tiling.mode = args.vae_tiling;
     let control_request = control.load(&runtime, &folder)?;

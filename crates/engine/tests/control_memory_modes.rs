@@ -141,7 +141,7 @@ fn annotators_take_turns_with_the_text_encoder_and_vae_in_low_and_medium_modes()
             generate(&mut model, &request(ControlRequest::default()));
             assert!(model.loaded_parts().contains(&"vae_decoder"), "{choice:?}: the VAE decoded last");
             let mut annotator = Annotator::open(&runtime, kind, &annotator_folder(kind)).unwrap();
-            annotator.share_device_with(&model);
+            annotator.share_device_with(&model).unwrap();
             assert!(annotate(&mut annotator) == expected, "{kind} {choice:?}: the annotator's picture changed");
             assert_eq!(model.loaded_parts(), left_loaded, "{kind} {choice:?}: parts left on the device");
             // The model takes the device back for the next image, which does not change either.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use pigment_engine::EngineError;
 use pigment_engine::image::latents_to_rgb;
-use pigment_engine::model::{LoadedModel, UpscalerSession};
+use pigment_engine::model::{CancelSignal, LoadedModel, UpscalerSession};
 use pigment_engine::pipeline::{
     Control, GenerateSummary, GeneratedImage, GenerationObserver, Img2ImgRequest, InpaintRequest, Progress, Stage,
     UpscaleTiling, img2img, inpaint, txt2img, txt2img_hires, upscale,
@@ -37,6 +37,8 @@ struct Shared {
     state: Mutex<ProgressSnapshot>,
     interrupt: AtomicBool,
     skip: AtomicBool,
+    /// Set with either of them: the model's runs stop while they run ([`LoadedModel::watch_cancel`]).
+    stop_run: Arc<AtomicBool>,
     /// Set at shutdown: queued jobs are answered "stopped" instead of run.
     closed: AtomicBool,
     /// The loaded model's folder.
@@ -78,6 +80,7 @@ impl LocalBackend {
             state: Mutex::new(ProgressSnapshot::default()),
             interrupt: AtomicBool::new(false),
             skip: AtomicBool::new(false),
+            stop_run: Arc::new(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
             current: Mutex::new(options.model.clone()),
         });
@@ -118,6 +121,7 @@ impl LocalBackend {
         self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.interrupt.store(true, Ordering::SeqCst);
+        self.shared.stop_run.store(true, Ordering::SeqCst);
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(worker) = worker {
             // A worker that panicked outside a job has nothing left to report.
@@ -153,6 +157,7 @@ impl Backend for LocalBackend {
 
     fn interrupt(&self) {
         self.shared.interrupt.store(true, Ordering::SeqCst);
+        self.shared.stop_run.store(true, Ordering::SeqCst);
         let mut state = self.shared.state();
         if state.started.is_some() {
             state.interrupted = true;
@@ -161,6 +166,7 @@ impl Backend for LocalBackend {
 
     fn skip(&self) {
         self.shared.skip.store(true, Ordering::SeqCst);
+        self.shared.stop_run.store(true, Ordering::SeqCst);
         let mut state = self.shared.state();
         if state.started.is_some() {
             state.skipped = true;
@@ -321,6 +327,7 @@ impl Worker {
     fn begin(&self, job: &Job) {
         self.shared.interrupt.store(false, Ordering::SeqCst);
         self.shared.skip.store(false, Ordering::SeqCst);
+        self.shared.stop_run.store(false, Ordering::SeqCst);
         let (label, batches) = match job {
             Job::Generate { work: Generation::Txt2Img { .. }, .. } => ("txt2img", job_batches(job)),
             Job::Generate { .. } => ("img2img", job_batches(job)),
@@ -433,6 +440,7 @@ impl Worker {
             let model = self.model.as_mut().ok_or_else(|| {
                 ApiError::Internal("no model is loaded (the last model switch failed); choose a model".into())
             })?;
+            model.watch_cancel(Some(CancelSignal::from(self.shared.stop_run.clone())))?;
             let mut observer =
                 ApiObserver { shared: &self.shared, images: &mut images, index_offset: batch * base.batch_size };
             let result: pigment_engine::Result<GenerateSummary> = match work {
@@ -456,6 +464,7 @@ impl Worker {
                 Err(EngineError::Cancelled) if !self.shared.interrupt.load(Ordering::SeqCst) => {
                     // Skipped: on with the next batch.
                     self.shared.skip.store(false, Ordering::SeqCst);
+                    self.shared.stop_run.store(false, Ordering::SeqCst);
                 }
                 Err(EngineError::Cancelled) => return Ok(JobOutput::Images { images, interrupted: true }),
                 Err(other) => return Err(other.into()),

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use super::folder::files_in;
 use super::io::{self, ElementType, TensorSpec};
+use super::run_cancel::CancelSignal;
 use super::sessions::ComponentSession;
 use crate::error::{EngineError, Result};
 use crate::model::LoadedModel;
@@ -302,8 +303,13 @@ impl DepthModel {
 
     /// Shares the device with `model`'s parts (turns in low- and medium-VRAM modes); see
     /// [`LoadedModel::share_device_once_per_image`].
-    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
-        model.share_device_once_per_image(&mut self.session);
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) -> Result<()> {
+        model.share_device_once_per_image(&mut self.session)
+    }
+
+    /// From now on its run stops while it runs once `signal` is set; see [`LoadedModel::watch_cancel`].
+    pub fn watch_cancel(&mut self, signal: Option<&CancelSignal>) -> Result<()> {
+        self.session.watch_cancel(signal)
     }
 
     pub fn config(&self) -> &DepthConfig {
@@ -421,8 +427,13 @@ impl PoseModel {
 
     /// Shares the device with `model`'s parts (turns in low- and medium-VRAM modes); see
     /// [`LoadedModel::share_device_once_per_image`].
-    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
-        model.share_device_once_per_image(&mut self.session);
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) -> Result<()> {
+        model.share_device_once_per_image(&mut self.session)
+    }
+
+    /// From now on its run stops while it runs once `signal` is set; see [`LoadedModel::watch_cancel`].
+    pub fn watch_cancel(&mut self, signal: Option<&CancelSignal>) -> Result<()> {
+        self.session.watch_cancel(signal)
     }
 
     /// The part affinity fields `[38, h/8, w/8]` and heatmaps `[19, h/8, w/8]` for an image `[1, 3, h, w]`.

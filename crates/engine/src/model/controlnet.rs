@@ -198,8 +198,8 @@ impl ControlNetModel {
     }
 
     /// Shares the device with `model`'s parts (turns in low-VRAM mode); see [`LoadedModel::share_device`].
-    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
-        model.share_device(&mut self.session);
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) -> Result<()> {
+        model.share_device(&mut self.session)
     }
 
     /// Whether its session is on the device now (not while another part has its turn in low-VRAM mode).
@@ -348,8 +348,8 @@ impl AdapterModel {
     }
 
     /// Shares the device with `model`'s parts (turns in low-VRAM mode); see [`LoadedModel::share_device`].
-    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
-        model.share_device(&mut self.session);
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) -> Result<()> {
+        model.share_device(&mut self.session)
     }
 }
 
@@ -487,8 +487,8 @@ impl ResidualUnet {
     }
 
     /// Shares the device with `model`'s parts (turns in low-VRAM mode); see [`LoadedModel::share_device`].
-    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) {
-        model.share_device(&mut self.session);
+    pub(crate) fn share_device_with(&mut self, model: &LoadedModel) -> Result<()> {
+        model.share_device(&mut self.session)
     }
 }
 

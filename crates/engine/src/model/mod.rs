@@ -12,6 +12,7 @@ pub mod fp16;
 mod graph_cache;
 mod io;
 pub(crate) mod onnx_proto;
+mod run_cancel;
 mod sessions;
 mod token_embedding;
 mod upscaler;
@@ -22,6 +23,7 @@ pub use annotator::{
 pub use controlnet::{AdapterModel, ControlModelFolder, ControlNetModel, ResidualKind, ResidualUnet};
 pub use folder::{Component, ComponentFiles, ModelFolder};
 pub use io::{ElementType, TensorSpec};
+pub use run_cancel::CancelSignal;
 pub use sessions::{LoadedModel, ModelInfo, TextEncoderSession, UnetSession, VaeDecoderSession, VaeEncoderSession};
 pub use upscaler::UpscalerSession;
 

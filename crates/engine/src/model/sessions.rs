@@ -13,6 +13,7 @@ use super::folder::{ComponentFiles, ModelFolder};
 use super::fp16::{Fp16Problem, fp16_variant};
 use super::graph_cache::{LoadedSession, load_error, load_session};
 use super::io::{self, ElementType, TensorSpec};
+use super::run_cancel::{CancelSignal, CancellableRuns};
 use crate::error::{EngineError, Result};
 use crate::pipeline::Control;
 use crate::pipeline::{VaeTiling, VaeTilingMode};
@@ -79,6 +80,8 @@ pub(super) struct ComponentSession {
     bound_outputs: Option<MemoryInfo<'static>>,
     /// The run options of the runs made once per image ([`Runtime::single_run_options`]).
     single_run_options: Option<RunOptions>,
+    /// With a cancel signal ([`ComponentSession::watch_cancel`]), runs stop while they run once it is set.
+    cancellable: Option<CancellableRuns>,
     pub(super) inputs: Vec<TensorSpec>,
     pub(super) outputs: Vec<TensorSpec>,
     /// The graph file the session was made from.
@@ -125,6 +128,7 @@ impl ComponentSession {
             dimensions: Vec::new(),
             bound_outputs: runtime.io_binding().then(host_memory).transpose()?,
             single_run_options: runtime.single_run_options()?,
+            cancellable: None,
             inputs,
             outputs,
             graph,
@@ -152,6 +156,15 @@ impl ComponentSession {
         *source_runtime = runtime.clone();
         self.session = None;
         self.turns = turns.cloned();
+    }
+
+    /// From now on this part's runs stop while they run once `signal` is set (none: they run to their end).
+    pub(super) fn watch_cancel(&mut self, signal: Option<&CancelSignal>) -> Result<()> {
+        let watching = |runs: &CancellableRuns| signal.is_some_and(|signal| runs.signal().same_as(signal));
+        if !self.cancellable.as_ref().is_some_and(watching) {
+            self.cancellable = signal.cloned().map(CancellableRuns::new).transpose()?;
+        }
+        Ok(())
     }
 
     fn input(&self, name: &str) -> Result<&TensorSpec> {
@@ -194,15 +207,23 @@ impl ComponentSession {
         let component = self.component;
         let dimensions = self.free_dimensions(&shapes_of(&inputs, &[]));
         let options = self.single_run_options.take();
+        let mut cancellable = self.cancellable.take();
         let result = self.with_live(dimensions, |live| {
-            let results = match &options {
-                Some(options) => live.session.run_with_options(inputs, options),
-                None => live.session.run(inputs),
+            let run = |options: Option<&RunOptions>| {
+                let results = match options {
+                    Some(options) => live.session.run_with_options(inputs, options),
+                    None => live.session.run(inputs),
+                }
+                .map_err(|e| EngineError::inference(component, e))?;
+                float_outputs(component, &results, outputs)
+            };
+            match cancellable.as_mut() {
+                Some(runs) => runs.run(options.as_ref(), |options| run(Some(options))),
+                None => run(options.as_ref()),
             }
-            .map_err(|e| EngineError::inference(component, e))?;
-            float_outputs(component, &results, outputs)
         });
         self.single_run_options = options;
+        self.cancellable = cancellable;
         result
     }
 
@@ -213,19 +234,45 @@ impl ComponentSession {
     /// transfer at the end of the run (an output left on the device would need a second session to copy it).
     pub(super) fn run_in_loop(
         &mut self,
+        inputs: Vec<(String, ort::value::DynValue)>,
+        kept: &[KeptInput<'_>],
+        outputs: &[String],
+    ) -> Result<Vec<ArrayD<f32>>> {
+        let dimensions = self.free_dimensions(&shapes_of(&inputs, kept));
+        let mut cancellable = self.cancellable.take();
+        let result = self.run_in_loop_on(dimensions, cancellable.as_mut(), inputs, kept, outputs);
+        self.cancellable = cancellable;
+        result
+    }
+
+    /// [`ComponentSession::run_in_loop`] on the session made for `dimensions`, its runs stopped by `cancellable`'s
+    /// signal when there is one.
+    fn run_in_loop_on(
+        &mut self,
+        dimensions: Vec<(String, i64)>,
+        cancellable: Option<&mut CancellableRuns>,
         mut inputs: Vec<(String, ort::value::DynValue)>,
         kept: &[KeptInput<'_>],
         outputs: &[String],
     ) -> Result<Vec<ArrayD<f32>>> {
         let component = self.component;
-        let dimensions = self.free_dimensions(&shapes_of(&inputs, kept));
         let Some(host) = self.bound_outputs.clone() else {
             for input in kept {
                 inputs.push((input.spec.name.clone(), io::float_input(component, input.spec, input.values.view())?));
             }
             return self.with_live(dimensions, |live| {
-                let results = live.session.run(inputs).map_err(|e| EngineError::inference(component, e))?;
-                float_outputs(component, &results, outputs)
+                let run = |options: Option<&RunOptions>| {
+                    let results = match options {
+                        Some(options) => live.session.run_with_options(inputs, options),
+                        None => live.session.run(inputs),
+                    }
+                    .map_err(|e| EngineError::inference(component, e))?;
+                    float_outputs(component, &results, outputs)
+                };
+                match cancellable {
+                    Some(runs) => runs.run(None, |options| run(Some(options))),
+                    None => run(None),
+                }
             });
         };
         let fail = move |e: ort::Error| EngineError::inference(component, format!("bound run: {e}"));
@@ -254,8 +301,18 @@ impl ComponentSession {
             for name in outputs {
                 bound.binding.bind_output_to_device(name.as_str(), &host).map_err(fail)?;
             }
-            let results = session.run_binding(&bound.binding).map_err(fail)?;
-            float_outputs(component, &results, outputs)
+            let mut run = |options: Option<&RunOptions>| {
+                let results = match options {
+                    Some(options) => session.run_binding_with_options(&bound.binding, options),
+                    None => session.run_binding(&bound.binding),
+                }
+                .map_err(fail)?;
+                float_outputs(component, &results, outputs)
+            };
+            match cancellable {
+                Some(runs) => runs.run(None, |options| run(Some(options))),
+                None => run(None),
+            }
         })
     }
 
@@ -611,6 +668,8 @@ pub struct LoadedModel {
     runtime: Runtime,
     /// Low- and medium-VRAM modes: what the parts share to take turns on the device.
     turns: Option<TakingTurns>,
+    /// What stops its runs while they run ([`LoadedModel::watch_cancel`]).
+    cancel: Option<CancelSignal>,
 }
 
 impl LoadedModel {
@@ -667,6 +726,7 @@ impl LoadedModel {
             precision,
             runtime: runtime.clone(),
             turns,
+            cancel: None,
         };
         model.check_consistency()?;
         Ok(model)
@@ -704,6 +764,7 @@ impl LoadedModel {
             && let Some(files) = &self.folder.vae_decoder_fp32
         {
             let mut decoder = VaeDecoderSession::load(&self.runtime, files)?;
+            decoder.session.watch_cancel(self.cancel.as_ref())?;
             if let Some(turns) = &self.turns {
                 decoder.session.take_turns(turns);
             }
@@ -715,15 +776,33 @@ impl LoadedModel {
     /// A part opened apart from this model (a ControlNet, an adapter, the UNet with residual inputs) shares the
     /// device as this model's parts do: see [`ComponentSession::share_device`]. They run at every step, as the
     /// UNet: in medium mode they stay loaded with it.
-    pub(super) fn share_device(&self, session: &mut ComponentSession) {
+    /// They stop with this model's cancel signal too.
+    pub(super) fn share_device(&self, session: &mut ComponentSession) -> Result<()> {
         let turns = self.turns.as_ref().filter(|_| self.precision.memory == MemoryMode::Low);
         session.share_device(turns, &self.runtime);
+        session.watch_cancel(self.cancel.as_ref())
     }
 
     /// A part opened apart from this model that runs once per image (an annotator) shares the device as the text
     /// encoder and the VAE do: it takes turns with them in medium and low modes.
-    pub(super) fn share_device_once_per_image(&self, session: &mut ComponentSession) {
+    pub(super) fn share_device_once_per_image(&self, session: &mut ComponentSession) -> Result<()> {
         session.share_device(self.turns.as_ref(), &self.runtime);
+        session.watch_cancel(self.cancel.as_ref())
+    }
+
+    /// From now on the model's runs (and those of the ControlNets, adapters and annotators that share its device)
+    /// stop while they run once `signal` is set, with [`EngineError::Cancelled`]; `None` lets every run finish. The
+    /// pipeline's own cancel ([`crate::pipeline::Control::Cancel`]) is seen only between runs.
+    pub fn watch_cancel(&mut self, signal: Option<CancelSignal>) -> Result<()> {
+        let encoder = self.vae_encoder.as_mut().map(|encoder| &mut encoder.session);
+        let fp32_decoder = self.vae_decoder_fp32.as_mut().map(|decoder| &mut decoder.session);
+        let parts =
+            [Some(&mut self.text_encoder.session), Some(&mut self.unet.session), Some(&mut self.vae_decoder.session)];
+        for session in parts.into_iter().chain([encoder, fp32_decoder]).flatten() {
+            session.watch_cancel(signal.as_ref())?;
+        }
+        self.cancel = signal;
+        Ok(())
     }
 
     /// The free dimensions fixed in each part's session now, by the model's names for them: empty unless the

@@ -380,7 +380,7 @@ impl ControlState {
         let unet_residuals: Vec<String> = {
             let mut unet = unet.lock()?;
             // Units opened apart from the model take turns with its parts in low-VRAM mode.
-            unet.share_device_with(model);
+            unet.share_device_with(model)?;
             if unet.kind() != kind {
                 return Err(EngineError::parameter(
                     "control",
@@ -394,7 +394,7 @@ impl ControlState {
         let mut controlnets = Vec::with_capacity(control.controlnets.len());
         for (i, unit) in control.controlnets.iter().enumerate() {
             let mut net = unit.model.lock()?;
-            net.share_device_with(model);
+            net.share_device_with(model)?;
             net.check_family(model.unet.context_width(), &model.folder.name)?;
             if net.residual_names() != unet_residuals.as_slice() {
                 return Err(EngineError::IncompatibleComponents {
@@ -420,7 +420,7 @@ impl ControlState {
         let mut adapter_features: Vec<ArrayD<f32>> = Vec::new();
         for (i, unit) in control.adapters.iter().enumerate() {
             let mut adapter = unit.model.lock()?;
-            adapter.share_device_with(model);
+            adapter.share_device_with(model)?;
             if adapter.feature_count() != unet_residuals.len() {
                 return Err(EngineError::parameter(
                     "adapter",

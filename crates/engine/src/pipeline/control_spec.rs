@@ -17,7 +17,8 @@ use crate::error::{EngineError, Result};
 use crate::image::control::depth::depth_control;
 use crate::image::control::openpose::openpose_control;
 use crate::model::{
-    AdapterModel, AnnotatorKind, ControlNetModel, DepthModel, LoadedModel, PoseModel, ResidualKind, ResidualUnet,
+    AdapterModel, AnnotatorKind, CancelSignal, ControlNetModel, DepthModel, LoadedModel, PoseModel, ResidualKind,
+    ResidualUnet,
 };
 use crate::runtime::Runtime;
 
@@ -78,10 +79,19 @@ impl Annotator {
 
     /// From now on the annotator shares the device with `model`'s parts: in low- and medium-VRAM modes it takes
     /// turns with the text encoder and the VAE, so it is never on the device beside them.
-    pub fn share_device_with(&mut self, model: &LoadedModel) {
+    pub fn share_device_with(&mut self, model: &LoadedModel) -> Result<()> {
         match self {
             Annotator::Depth(annotator) => annotator.share_device_with(model),
             Annotator::Pose(annotator) => annotator.share_device_with(model),
+        }
+    }
+
+    /// From now on its model run stops while it runs once `signal` is set (the progress callback of
+    /// [`Annotator::apply`] is asked only before and after it).
+    pub fn watch_cancel(&mut self, signal: Option<&CancelSignal>) -> Result<()> {
+        match self {
+            Annotator::Depth(annotator) => annotator.watch_cancel(signal),
+            Annotator::Pose(annotator) => annotator.watch_cancel(signal),
         }
     }
 
@@ -148,12 +158,14 @@ impl ControlSpec {
     }
 
     /// Runs each waiting unit's annotator on its picture at the generation size, opening each model once;
-    /// `progress` sees every run (stage `Preprocessing`) and may cancel between them. With a model `loaded` on the
-    /// device the annotators share it with the model's parts ([`Annotator::share_device_with`]).
+    /// `progress` sees every run (stage `Preprocessing`) and may cancel between them, `cancel` stops a run while it
+    /// runs. With a model `loaded` on the device the annotators share it with the model's parts
+    /// ([`Annotator::share_device_with`]).
     pub fn annotate(
         &mut self,
         runtime: &Runtime,
         loaded: Option<&LoadedModel>,
+        cancel: Option<&CancelSignal>,
         progress: &mut dyn FnMut(&Progress) -> Control,
     ) -> Result<()> {
         let mut open: Vec<Annotator> = Vec::new();
@@ -164,8 +176,9 @@ impl ControlSpec {
                 None => {
                     let mut annotator = Annotator::open(runtime, pending.kind, &pending.folder)?;
                     if let Some(model) = loaded {
-                        annotator.share_device_with(model);
+                        annotator.share_device_with(model)?;
                     }
+                    annotator.watch_cancel(cancel)?;
                     open.push(annotator);
                     open.len() - 1
                 }
