@@ -209,18 +209,7 @@ impl ComponentSession {
         let options = self.single_run_options.take();
         let mut cancellable = self.cancellable.take();
         let result = self.with_live(dimensions, |live| {
-            let run = |options: Option<&RunOptions>| {
-                let results = match options {
-                    Some(options) => live.session.run_with_options(inputs, options),
-                    None => live.session.run(inputs),
-                }
-                .map_err(|e| EngineError::inference(component, e))?;
-                float_outputs(component, &results, outputs)
-            };
-            match cancellable.as_mut() {
-                Some(runs) => runs.run(options.as_ref(), |options| run(Some(options))),
-                None => run(options.as_ref()),
-            }
+            run_session(&mut live.session, component, inputs, outputs, options.as_ref(), cancellable.as_mut())
         });
         self.single_run_options = options;
         self.cancellable = cancellable;
@@ -261,18 +250,7 @@ impl ComponentSession {
                 inputs.push((input.spec.name.clone(), io::float_input(component, input.spec, input.values.view())?));
             }
             return self.with_live(dimensions, |live| {
-                let run = |options: Option<&RunOptions>| {
-                    let results = match options {
-                        Some(options) => live.session.run_with_options(inputs, options),
-                        None => live.session.run(inputs),
-                    }
-                    .map_err(|e| EngineError::inference(component, e))?;
-                    float_outputs(component, &results, outputs)
-                };
-                match cancellable {
-                    Some(runs) => runs.run(None, |options| run(Some(options))),
-                    None => run(None),
-                }
+                run_session(&mut live.session, component, inputs, outputs, None, cancellable)
             });
         };
         let fail = move |e: ort::Error| EngineError::inference(component, format!("bound run: {e}"));
@@ -428,6 +406,30 @@ pub(super) fn find_input<'s>(inputs: &'s [TensorSpec], component: &'static str, 
 }
 
 /// The outputs named `names` of a run, as f32.
+/// The outputs `outputs` of `session` for `inputs` as f32, run with `options` (the part's own, if any) and, under a
+/// cancel signal, through `cancellable` (which then stops the run while it runs).
+fn run_session(
+    session: &mut Session,
+    component: &'static str,
+    inputs: Vec<(String, ort::value::DynValue)>,
+    outputs: &[String],
+    options: Option<&RunOptions>,
+    cancellable: Option<&mut CancellableRuns>,
+) -> Result<Vec<ArrayD<f32>>> {
+    let run = |options: Option<&RunOptions>| {
+        let results = match options {
+            Some(options) => session.run_with_options(inputs, options),
+            None => session.run(inputs),
+        }
+        .map_err(|e| EngineError::inference(component, e))?;
+        float_outputs(component, &results, outputs)
+    };
+    match cancellable {
+        Some(runs) => runs.run(options, |options| run(Some(options))),
+        None => run(options),
+    }
+}
+
 fn float_outputs(
     component: &'static str,
     results: &ort::session::SessionOutputs<'_>,
