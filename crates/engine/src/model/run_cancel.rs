@@ -123,41 +123,44 @@ mod tests {
     use super::*;
     use crate::runtime::{DeviceChoice, Runtime, RuntimeOptions};
 
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
     /// What the engine relies on at ONNX Runtime's level: a run whose options are terminated stops (here before
     /// its first node, as when the signal comes between two runs; a watcher terminates them during a run), and the
     /// options serve again afterwards.
     #[test]
-    fn onnx_runtime_stops_the_runs_whose_options_the_signal_terminates() {
-        let runtime = Runtime::load(&RuntimeOptions { device: DeviceChoice::Cpu, ..RuntimeOptions::default() })
-            .expect("ONNX Runtime loads (npm run setup)");
+    fn onnx_runtime_stops_the_runs_whose_options_the_signal_terminates() -> TestResult {
+        let runtime = Runtime::load(&RuntimeOptions { device: DeviceChoice::Cpu, ..RuntimeOptions::default() })?;
         let decoder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-sd/vae_decoder/model.onnx");
-        let mut session = runtime.session_builder().unwrap().commit_from_file(&decoder).unwrap();
-        // ONNX Runtime's own answer, before `CancellableRuns` turns a stopped run into `Cancelled`.
+        let mut session = runtime.session_builder()?.commit_from_file(&decoder)?;
+        // ONNX Runtime's own answer (Err: its message), before `CancellableRuns` turns a stopped run into `Cancelled`.
         let mut run = |runs: &mut CancellableRuns, own: Option<&RunOptions>| {
-            let mut answer = None;
+            let mut answer = Err("no run was made".to_string());
             let result = runs.run(own, |options| {
-                let latents = ort::value::Tensor::from_array(ndarray::Array4::<f32>::zeros((1, 4, 8, 8))).unwrap();
+                let latents = ort::value::Tensor::from_array(ndarray::Array4::<f32>::zeros((1, 4, 8, 8)))
+                    .map_err(|e| EngineError::inference("test", e))?;
                 let inputs = vec![("latent_sample".to_string(), latents.into_dyn())];
-                answer = Some(session.run_with_options(inputs, options).map(|_| ()).map_err(|e| e.to_string()));
+                answer = session.run_with_options(inputs, options).map(|_| ()).map_err(|e| e.to_string());
                 Ok(())
             });
-            (result, answer.expect("the run was made"))
+            (result, answer)
         };
 
         let signal = CancelSignal::default();
-        let mut runs = CancellableRuns::new(signal.clone()).unwrap();
+        let mut runs = CancellableRuns::new(signal.clone())?;
         let (result, answer) = run(&mut runs, None);
         assert!(result.is_ok() && answer.is_ok(), "{answer:?}");
 
         signal.cancel();
-        let own = RunOptions::new().unwrap();
+        let own = RunOptions::new()?;
         let (result, answer) = run(&mut runs, Some(&own));
         assert!(matches!(result, Err(EngineError::Cancelled)));
         assert!(answer.as_ref().is_err_and(|message| message.contains("terminate")), "{answer:?}");
 
         // The part's own options (the shrink settings of single runs) serve the next job's signal.
-        let mut next_job = CancellableRuns::new(CancelSignal::default()).unwrap();
+        let mut next_job = CancellableRuns::new(CancelSignal::default())?;
         let (result, answer) = run(&mut next_job, Some(&own));
         assert!(result.is_ok() && answer.is_ok(), "{answer:?}");
+        Ok(())
     }
 }
