@@ -95,7 +95,8 @@ impl CancellableRuns {
 fn watched<R>(signal: &CancelSignal, options: &RunOptions, run: impl FnOnce(&RunOptions) -> Result<R>) -> Result<R> {
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let watcher = scope.spawn(|| {
+        // Without a thread (the system refused one) the run goes on unwatched: the cancel is then seen after it.
+        let watcher = std::thread::Builder::new().name("pigment-cancel-watch".into()).spawn_scoped(scope, || {
             while !done.load(Ordering::SeqCst) {
                 if signal.is_cancelled() {
                     terminate(options);
@@ -106,7 +107,9 @@ fn watched<R>(signal: &CancelSignal, options: &RunOptions, run: impl FnOnce(&Run
         });
         let result = run(options);
         done.store(true, Ordering::SeqCst);
-        watcher.thread().unpark();
+        if let Ok(watcher) = &watcher {
+            watcher.thread().unpark();
+        }
         result
     })
 }
