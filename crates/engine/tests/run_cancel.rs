@@ -13,6 +13,7 @@ use pigment_engine::pipeline::{
     GenerationObserver, Progress, Stage, txt2img,
 };
 use pigment_engine::runtime::IoBindingChoice;
+use pigment_engine::text::EmbeddingLibrary;
 use pigment_engine::{EngineError, Result};
 
 /// Sets `signal` at the `after`th denoising report and never cancels through the pipeline.
@@ -115,6 +116,21 @@ fn controlnets_and_bound_runs_stop_with_the_models_signal() {
     // IO binding runs the UNet through its binding, with the same run options.
     let mut bound = LoadedModel::open(&runtime.with_io_binding(IoBindingChoice::On), &common::demo_model()).unwrap();
     assert_stopped_by_the_run(&mut bound, &request(ControlRequest::default()));
+}
+
+#[test]
+fn a_text_encoder_made_again_with_embeddings_keeps_the_models_signal() {
+    let runtime = common::runtime();
+    let mut model = load_demo_model();
+    let signal = CancelSignal::default();
+    model.watch_cancel(Some(signal.clone())).unwrap();
+    let library = EmbeddingLibrary::load_folder(&common::fixtures().join("embeddings")).unwrap();
+    model.set_embeddings(&runtime, &library).unwrap();
+    let ids = ndarray::Array2::<i64>::zeros((1, 77));
+    model.text_encoder.encode(&ids).unwrap();
+    signal.cancel();
+    let error = model.text_encoder.encode(&ids).unwrap_err();
+    assert!(matches!(error, EngineError::Cancelled), "{error}");
 }
 
 #[test]

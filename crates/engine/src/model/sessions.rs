@@ -792,6 +792,11 @@ impl LoadedModel {
         session.watch_cancel(self.cancel.as_ref())
     }
 
+    /// A text encoder made again (with textual-inversion embeddings) stops with the model's cancel signal too.
+    pub(super) fn watch_cancel_in_text_encoder(&mut self) -> Result<()> {
+        self.text_encoder.session.watch_cancel(self.cancel.as_ref())
+    }
+
     /// From now on the model's runs (and those of the ControlNets, adapters and annotators that share its device)
     /// stop while they run once `signal` is set, with [`EngineError::Cancelled`]; `None` lets every run finish. The
     /// pipeline's own cancel ([`crate::pipeline::Control::Cancel`]) is seen only between runs.

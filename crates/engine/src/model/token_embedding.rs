@@ -38,6 +38,7 @@ impl LoadedModel {
         if library.is_empty() {
             if !self.tokenizer.embeddings().is_empty() {
                 self.text_encoder = TextEncoderSession::load_with_initializers(runtime, &files, Vec::new())?;
+                self.watch_cancel_in_text_encoder()?;
                 self.tokenizer.set_embeddings(Vec::new());
             }
             return Ok(());
@@ -68,6 +69,7 @@ impl LoadedModel {
         let name = table.name.clone();
         let value = table.extended(library)?;
         self.text_encoder = TextEncoderSession::load_with_initializers(runtime, &files, vec![(name, value)])?;
+        self.watch_cancel_in_text_encoder()?;
         self.tokenizer.set_embeddings(tokens);
         Ok(())
     }
