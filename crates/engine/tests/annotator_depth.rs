@@ -8,9 +8,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use ndarray::{Array4, ArrayD, IxDyn};
+use common::{json_shape, read_f32};
+use ndarray::Array4;
 use pigment_engine::EngineError;
 use pigment_engine::image::control::depth::{depth_control, depth_input, estimate_depth, network_size};
 use pigment_engine::model::{AnnotatorKind, DepthConfig, DepthModel};
@@ -22,16 +23,6 @@ const MIN_EQUAL_PIXELS: f64 = 0.99;
 
 fn annotators() -> PathBuf {
     common::fixtures().join("annotators")
-}
-
-fn read_f32(path: &Path, shape: &[usize]) -> ArrayD<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    ArrayD::from_shape_vec(IxDyn(shape), values).unwrap()
-}
-
-fn shape(value: &serde_json::Value) -> Vec<usize> {
-    value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
 }
 
 fn never_cancel(_: &Progress) -> Control {
@@ -53,7 +44,7 @@ fn depth_matches_the_reference_at_every_stage() {
             image::open(common::fixtures().join("images").join(case["image"].as_str().unwrap())).unwrap().to_rgb8();
 
         // 1. The network input: size and values.
-        let input_shape = shape(&case["input_shape"]);
+        let input_shape = json_shape(&case["input_shape"]);
         let config = model.config().clone();
         let size = model
             .fixed_input_size()
@@ -66,7 +57,8 @@ fn depth_matches_the_reference_at_every_stage() {
         // 2. The network output, fed the reference's own input.
         let want_input: Array4<f32> = want_input.into_dimensionality().unwrap();
         let output = model.predict(&want_input).unwrap();
-        let want_output = read_f32(&reference_dir.join(format!("{name}_output.f32")), &shape(&case["output_shape"]));
+        let want_output =
+            read_f32(&reference_dir.join(format!("{name}_output.f32")), &json_shape(&case["output_shape"]));
         let want_output = want_output.index_axis(ndarray::Axis(0), 0).to_owned();
         assert_eq!(output.shape(), want_output.shape(), "{name}: output shape");
         let range = want_output.iter().copied().fold(f32::MIN, f32::max);

@@ -11,9 +11,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use ndarray::{Array3, Array4, ArrayD, IxDyn};
+use common::{json_shape, read_f32};
+use ndarray::{Array3, Array4};
 use pigment_engine::EngineError;
 use pigment_engine::image::control::openpose::{BodyPoses, body_input, decode_body, detect_body, draw_body};
 use pigment_engine::model::PoseModel;
@@ -29,16 +30,6 @@ fn annotators() -> PathBuf {
 
 fn reference_dir() -> PathBuf {
     annotators().join("reference/openpose")
-}
-
-fn read_f32(path: &Path, shape: &[usize]) -> ArrayD<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    ArrayD::from_shape_vec(IxDyn(shape), values).unwrap()
-}
-
-fn shape(value: &serde_json::Value) -> Vec<usize> {
-    value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
 }
 
 fn cases() -> Vec<serde_json::Value> {
@@ -89,7 +80,8 @@ fn decoding_and_drawing_match_controlnet_aux_on_the_same_network_outputs() {
         let (width, height) = picture.dimensions();
 
         let (input, layout) = body_input(&picture);
-        let want_input = read_f32(&reference_dir().join(format!("{name}_input.f32")), &shape(&case["input_shape"]));
+        let want_input =
+            read_f32(&reference_dir().join(format!("{name}_input.f32")), &json_shape(&case["input_shape"]));
         assert_eq!(input.shape(), want_input.shape(), "{name}: network input size");
         let input_diff = input.iter().zip(want_input.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         let input_equal =
@@ -97,11 +89,11 @@ fn decoding_and_drawing_match_controlnet_aux_on_the_same_network_outputs() {
         assert!(input_diff <= INPUT_TOLERANCE, "{name}: network input differs by {input_diff}");
 
         let pafs: Array3<f32> =
-            read_f32(&reference_dir().join(format!("{name}_pafs.f32")), &shape(&case["pafs_shape"]))
+            read_f32(&reference_dir().join(format!("{name}_pafs.f32")), &json_shape(&case["pafs_shape"]))
                 .into_dimensionality()
                 .unwrap();
         let heatmaps: Array3<f32> =
-            read_f32(&reference_dir().join(format!("{name}_heatmaps.f32")), &shape(&case["heatmaps_shape"]))
+            read_f32(&reference_dir().join(format!("{name}_heatmaps.f32")), &json_shape(&case["heatmaps_shape"]))
                 .into_dimensionality()
                 .unwrap();
         let poses = decode_body(pafs.view(), heatmaps.view(), layout, width as usize, height as usize);
@@ -123,14 +115,14 @@ fn the_onnx_body_model_gives_the_reference_outputs_and_poses() {
     for case in cases().iter().filter(|c| c["kind"] == "model") {
         let name = case["name"].as_str().unwrap();
         let input: Array4<f32> =
-            read_f32(&reference_dir().join(format!("{name}_input.f32")), &shape(&case["input_shape"]))
+            read_f32(&reference_dir().join(format!("{name}_input.f32")), &json_shape(&case["input_shape"]))
                 .into_dimensionality()
                 .unwrap();
         let (pafs, heatmaps) = model.predict(&input).unwrap();
         for (what, ours, file, shape_key) in
             [("pafs", &pafs, "pafs", "pafs_shape"), ("heatmaps", &heatmaps, "heatmaps", "heatmaps_shape")]
         {
-            let want = read_f32(&reference_dir().join(format!("{name}_{file}.f32")), &shape(&case[shape_key]));
+            let want = read_f32(&reference_dir().join(format!("{name}_{file}.f32")), &json_shape(&case[shape_key]));
             assert_eq!(ours.shape(), want.shape(), "{name}: {what}");
             let diff = ours.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(diff <= 1e-4, "{name}: {what} differ by {diff}");

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, Array3, Array4, Axis};
 use serde::Deserialize;
 
-use super::folder::files_in;
-use super::io::{self, ElementType, TensorSpec};
+use super::folder::{files_in, folder_name};
+use super::io::{self, TensorSpec};
 use super::run_cancel::CancelSignal;
 use super::sessions::ComponentSession;
 use crate::error::{EngineError, Result};
@@ -116,43 +116,14 @@ fn open_session(runtime: &Runtime, folder: &Path, component: &'static str) -> Re
     ComponentSession::load(runtime, component, &files_in(graph_folder, folder, component)?)
 }
 
-fn describe(specs: &[TensorSpec]) -> String {
-    if specs.is_empty() {
-        return "none".into();
-    }
-    specs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-}
-
-/// The one RGB image input `[batch, 3, height, width]` of a float type.
+/// The annotator's one picture input; errors name the folder.
 fn image_input(component: &'static str, folder: &Path, inputs: &[TensorSpec]) -> Result<TensorSpec> {
-    let refuse = |name: &str, detail: String| EngineError::UnsupportedModelIo {
-        component,
-        name: name.to_string(),
-        detail: format!("{detail} ({})", folder.display()),
-    };
-    let [input] = inputs else {
-        return Err(refuse(
-            inputs.first().map_or("", |s| s.name.as_str()),
-            format!("an annotator takes one image input, this model takes {}", describe(inputs)),
-        ));
-    };
-    let float = matches!(input.dtype, ElementType::Float32 | ElementType::Float16 | ElementType::Float64);
-    if !float || input.rank() != 4 || input.shape[1] >= 0 && input.shape[1] != 3 {
-        return Err(refuse(
-            &input.name,
-            format!("the input must be a float RGB image [batch, 3, height, width], the model declares {input}"),
-        ));
-    }
-    Ok(input.clone())
-}
-
-fn folder_name(folder: &Path) -> String {
-    std::fs::canonicalize(folder)
-        .ok()
-        .as_deref()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| folder.display().to_string())
+    io::single_rgb_image(component, inputs, "an annotator").map_err(|error| match error {
+        EngineError::UnsupportedModelIo { component, name, detail } => {
+            EngineError::UnsupportedModelIo { component, name, detail: format!("{detail} ({})", folder.display()) }
+        }
+        other => other,
+    })
 }
 
 /// The outputs `names` of the annotator for `image`, checked finite.
@@ -283,7 +254,7 @@ impl DepthModel {
                     name: outputs.first().map_or(String::new(), |s| s.name.clone()),
                     detail: format!(
                         "a depth model returns one depth map [batch, height, width], this model returns {} ({})",
-                        describe(outputs),
+                        io::describe_specs(outputs),
                         folder.display()
                     ),
                 });
@@ -409,7 +380,7 @@ impl PoseModel {
                 detail: format!(
                     "the body model returns part affinity fields [1, {POSE_PAFS}, h, w] and heatmaps [1, {POSE_HEATMAPS}, h, w], \
                      this model returns {} ({})",
-                    describe(outputs),
+                    io::describe_specs(outputs),
                     folder.display()
                 ),
             });

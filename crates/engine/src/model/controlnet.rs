@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayD, ArrayViewD, IxDyn};
 
-use super::folder::files_in;
+use super::folder::{files_in, folder_name};
 use super::io::{self, TensorSpec};
 use super::sessions::{ComponentSession, KeptInput, find_input};
 use crate::error::{EngineError, Result};
@@ -25,15 +25,6 @@ fn open_session(runtime: &Runtime, folder: &Path, component: &'static str) -> Re
         return Err(EngineError::ModelFolderNotFound { path: folder.to_path_buf() });
     }
     ComponentSession::load(runtime, component, &files_in(folder, folder, component)?)
-}
-
-fn folder_name(folder: &Path) -> String {
-    std::fs::canonicalize(folder)
-        .ok()
-        .as_deref()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| folder.display().to_string())
 }
 
 /// The names `{prefix}{i}{suffix}` among `names`, ordered by `i`; `i` must run 0, 1, 2, ... without a gap.

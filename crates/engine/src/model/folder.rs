@@ -70,12 +70,7 @@ impl ModelFolder {
         if !root.is_dir() {
             return Err(EngineError::ModelFolderNotFound { path: root });
         }
-        let name = std::fs::canonicalize(&root)
-            .ok()
-            .as_deref()
-            .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| root.display().to_string());
+        let name = folder_name(&root);
         let tokenizer = root.join("tokenizer");
         let has_tokenizer = tokenizer.join("tokenizer.json").is_file()
             || (tokenizer.join("vocab.json").is_file() && tokenizer.join("merges.txt").is_file());
@@ -117,6 +112,17 @@ fn component_files(root: &Path, component: Component) -> Result<ComponentFiles> 
 
 /// `model.onnx` in `folder` and the weight files beside it; a missing graph is reported as `component` of `owner`
 /// (the model folder, or the folder itself for ControlNets and adapters).
+/// The name of `folder` as the metadata shows a model (its last component, after `..` and links are resolved), or
+/// the path as given when it cannot be resolved.
+pub(crate) fn folder_name(folder: &Path) -> String {
+    std::fs::canonicalize(folder)
+        .ok()
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| folder.display().to_string())
+}
+
 pub(crate) fn files_in(folder: &Path, owner: &Path, component: &'static str) -> Result<ComponentFiles> {
     let model = folder.join("model.onnx");
     if !model.is_file() {

@@ -87,6 +87,43 @@ impl fmt::Display for TensorSpec {
     }
 }
 
+/// Tensors as an error message lists them (`none` when there are none).
+pub(crate) fn describe_specs(specs: &[TensorSpec]) -> String {
+    if specs.is_empty() {
+        return "none".into();
+    }
+    specs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The one input of a model that takes a single picture (`taker`: "an upscaler", "an annotator"), checked with
+/// [`check_rgb_image`].
+pub(crate) fn single_rgb_image(component: &'static str, inputs: &[TensorSpec], taker: &str) -> Result<TensorSpec> {
+    let [input] = inputs else {
+        let name = inputs.first().map_or("", |s| s.name.as_str());
+        return Err(EngineError::UnsupportedModelIo {
+            component,
+            name: name.to_string(),
+            detail: format!("{taker} takes one image input, this model takes {}", describe_specs(inputs)),
+        });
+    };
+    check_rgb_image(component, input, "input")?;
+    Ok(input.clone())
+}
+
+/// `spec` (the model's `what`: input or output) is a float RGB picture `[batch, 3, height, width]`.
+pub(crate) fn check_rgb_image(component: &'static str, spec: &TensorSpec, what: &str) -> Result<()> {
+    let float = matches!(spec.dtype, ElementType::Float32 | ElementType::Float16 | ElementType::Float64);
+    let rgb = spec.rank() == 4 && spec.shape.get(1).is_none_or(|&c| c < 0 || c == 3);
+    if float && rgb {
+        return Ok(());
+    }
+    Err(unsupported(
+        component,
+        spec,
+        format!("the {what} must be a float image [batch, 3 (RGB), height, width], the model declares {spec}"),
+    ))
+}
+
 fn unsupported(component: &'static str, spec: &TensorSpec, detail: impl Into<String>) -> EngineError {
     EngineError::UnsupportedModelIo { component, name: spec.name.clone(), detail: detail.into() }
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array4, ArrayD};
 
-use super::folder::ComponentFiles;
-use super::io::{self, ElementType, TensorSpec};
+use super::folder::{ComponentFiles, folder_name};
+use super::io::{self, TensorSpec};
 use super::sessions::ComponentSession;
 use crate::error::{EngineError, Result};
 use crate::runtime::Runtime;
@@ -50,25 +50,12 @@ impl UpscalerSession {
         let size = std::fs::metadata(&model)
             .map_err(|e| EngineError::ReadFile { path: model.clone(), reason: e.to_string() })?
             .len();
-        let name = if path.is_dir() { path } else { path.parent().unwrap_or(path) }
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "upscaler".into());
+        let name = folder_name(if path.is_dir() { path } else { path.parent().unwrap_or(path) });
         let files = ComponentFiles { model: model.clone(), external_data: Vec::new(), size };
         let session = ComponentSession::load(runtime, COMPONENT, &files)?;
-        let input = match session.inputs.as_slice() {
-            [input] => input.clone(),
-            inputs => {
-                return Err(unexpected_io(
-                    inputs.first().map_or("", |s| s.name.as_str()),
-                    format!("an upscaler takes one image input, this model takes {}", describe(inputs)),
-                ));
-            }
-        };
-        check_image_spec(&input, "input")?;
+        let input = io::single_rgb_image(COMPONENT, &session.inputs, "an upscaler")?;
         let output = session.first_output()?.clone();
-        check_image_spec(&output, "output")?;
+        io::check_rgb_image(COMPONENT, &output, "output")?;
         let mut upscaler = UpscalerSession { output: output.name, session, input, scale: 1, name, path: model };
         upscaler.scale = upscaler.measure_scale()?;
         Ok(upscaler)
@@ -123,27 +110,6 @@ impl UpscalerSession {
         }
         Ok(scale as u32)
     }
-}
-
-fn check_image_spec(spec: &TensorSpec, what: &str) -> Result<()> {
-    if !matches!(spec.dtype, ElementType::Float32 | ElementType::Float16 | ElementType::Float64) {
-        return Err(unexpected_io(&spec.name, format!("the {what} must be a float image, the model declares {spec}")));
-    }
-    let channels_ok = spec.shape.get(1).is_none_or(|&c| c < 0 || c == 3);
-    if spec.rank() != 4 || !channels_ok {
-        return Err(unexpected_io(
-            &spec.name,
-            format!("the {what} must be an RGB image [batch, 3, height, width], the model declares {spec}"),
-        ));
-    }
-    Ok(())
-}
-
-fn describe(specs: &[TensorSpec]) -> String {
-    if specs.is_empty() {
-        return "no input".into();
-    }
-    specs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn unexpected_io(name: &str, detail: String) -> EngineError {

@@ -166,3 +166,15 @@ pub fn difference_where(ours: &RgbImage, reference: &RgbImage, include: impl Fn(
     }
     (largest, sum as f64 / count.max(1) as f64)
 }
+
+/// A reference array written by a fixture script: little-endian f32 values of `shape`.
+pub fn read_f32(path: &Path, shape: &[usize]) -> ndarray::ArrayD<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), values).unwrap()
+}
+
+/// A shape as a reference's JSON lists it.
+pub fn json_shape(value: &serde_json::Value) -> Vec<usize> {
+    value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
+}

@@ -17,7 +17,7 @@
 use image::{GrayImage, Luma, RgbImage};
 use ndarray::{Array2, Array4, ArrayView2};
 
-use super::model_run_reporter;
+use super::{annotated, model_run_reporter};
 use crate::error::Result;
 use crate::image::{ResizeMode, resize_image};
 use crate::model::{DepthConfig, DepthModel};
@@ -167,11 +167,7 @@ pub fn depth_control(
 ) -> Result<(ControlImage, Preprocessing)> {
     let image = resize_image(image, width, height, ResizeMode::Just);
     let depth = estimate_depth(model, &image, progress)?;
-    let preprocessing = Preprocessing {
-        module: model.module().to_string(),
-        params: vec![("Preprocessor model".to_string(), model.name().to_string())],
-    };
-    Ok((ControlImage::new(super::grey_to_rgb(&depth)), preprocessing))
+    Ok((ControlImage::new(super::grey_to_rgb(&depth)), annotated(model.module(), model.name())))
 }
 
 #[cfg(test)]

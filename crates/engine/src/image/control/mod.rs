@@ -173,6 +173,14 @@ pub fn inpaint_condition(image: &RgbImage, mask: &GrayImage) -> (ControlImage, P
     (control, Preprocessing { module: "inpaint_only".into(), params: Vec::new() })
 }
 
+/// How a picture made by an annotator model is recorded: A1111's module and `Preprocessor model: <folder name>`.
+fn annotated(module: &str, model_name: &str) -> Preprocessing {
+    Preprocessing {
+        module: module.to_string(),
+        params: vec![("Preprocessor model".to_string(), model_name.to_string())],
+    }
+}
+
 /// The progress of a preprocessor's one model run: `report(0)` before it, `report(1)` after (stage
 /// [`Stage::Preprocessing`], one step); a cancel from `progress` becomes [`EngineError::Cancelled`].
 fn model_run_reporter(progress: &mut dyn FnMut(&Progress) -> Control) -> impl FnMut(usize) -> Result<()> + '_ {

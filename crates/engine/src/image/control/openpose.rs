@@ -17,7 +17,7 @@
 use image::{Rgb, RgbImage};
 use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayView3, s};
 
-use super::model_run_reporter;
+use super::{annotated, model_run_reporter};
 use crate::error::Result;
 use crate::image::{ResizeMode, resize_image};
 use crate::model::PoseModel;
@@ -719,11 +719,7 @@ pub fn openpose_control(
 ) -> Result<(ControlImage, Preprocessing)> {
     let image = resize_image(image, width, height, ResizeMode::Just);
     let poses = detect_body(model, &image, progress)?;
-    let preprocessing = Preprocessing {
-        module: "openpose".into(),
-        params: vec![("Preprocessor model".to_string(), model.name().to_string())],
-    };
-    Ok((ControlImage::new(draw_body(&poses, width, height)), preprocessing))
+    Ok((ControlImage::new(draw_body(&poses, width, height)), annotated("openpose", model.name())))
 }
 
 #[cfg(test)]
