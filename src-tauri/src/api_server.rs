@@ -11,16 +11,17 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use pigment_engine::image::InfoText;
-use pigment_engine::pipeline::{Control, GeneratedImage, UpscaleTiling, upscale};
+use pigment_engine::pipeline::{Flow, GeneratedImage, Generation, UpscaleTiling, upscale};
 use pigment_server::{
-    ApiError, Backend, Generation, Job, JobOutput, JobResult, ModelEntry, ProgressSnapshot, ServerConfig, UpscalerEntry,
+    ApiError, Backend, Job, JobOutput, JobResult, ModelEntry, ProgressSnapshot, ServerConfig, UpscalerEntry,
 };
+use pigment_studio::titles::title_matches;
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::oneshot;
 
 use crate::error::{AppError, Result};
-use crate::generation::{GenerationJob, JobRequest};
+use crate::generation::GenerationJob;
 use crate::library;
 use crate::models::{JobEvent, ModelEntry as AppModelEntry};
 use crate::queue::{EventSink, JobId, QueuedJob};
@@ -112,12 +113,10 @@ impl<R: Runtime> QueueBackend<R> {
         self.app.state::<AppState>().models().into_iter().filter(|m| m.problem.is_none()).collect()
     }
 
-    /// The app's model id for an A1111 title or name (case-insensitive; a " [hash]" suffix is ignored).
+    /// The app's model id for an A1111 title or name, or the id itself.
     fn model_id(&self, name: &str) -> std::result::Result<String, ApiError> {
-        let wanted = name.trim();
-        let wanted = wanted.rsplit_once(" [").filter(|_| wanted.ends_with(']')).map_or(wanted, |(title, _)| title);
         let models = self.usable_models();
-        models.iter().find(|m| m.name.eq_ignore_ascii_case(wanted) || m.id == wanted).map(|m| m.id.clone()).ok_or_else(
+        models.iter().find(|m| title_matches(&m.name, name) || m.id == name.trim()).map(|m| m.id.clone()).ok_or_else(
             || ApiError::NotFound {
                 what: "model",
                 name: name.into(),
@@ -130,21 +129,16 @@ impl<R: Runtime> QueueBackend<R> {
     fn prepare(
         &self,
         model: Option<String>,
-        work: Generation,
+        generation: Generation,
+        hires_upscaler: Option<String>,
     ) -> std::result::Result<(QueuedJob<GenerationJob>, usize), ApiError> {
-        let request = match work {
-            Generation::Txt2Img { request, hires: None } => JobRequest::Txt2Img(request),
-            Generation::Txt2Img { hires: Some(hires), .. } if hires.upscaler_model.is_some() => {
-                return Err(ApiError::Unsupported(
-                    "upscaler models are not available through the app's API (Latent and Lanczos are); use \
-                     `pigment serve --upscalers DIR`"
-                        .into(),
-                ));
-            }
-            Generation::Txt2Img { request, hires: Some(hires) } => JobRequest::Txt2ImgHires(request, hires.fix),
-            Generation::Img2Img(request) => JobRequest::Img2Img(request),
-            Generation::Inpaint(request) => JobRequest::Inpaint(request),
-        };
+        if hires_upscaler.is_some() {
+            return Err(ApiError::Unsupported(
+                "upscaler models are not available through the app's API (Latent and Lanczos are); use \
+                 `pigment serve --upscalers DIR`"
+                    .into(),
+            ));
+        }
         let state = self.app.state::<AppState>();
         let id = model.map(|name| self.model_id(&name)).transpose()?.or_else(|| lock(&self.shared.selected).clone());
         let path = match id {
@@ -152,13 +146,12 @@ impl<R: Runtime> QueueBackend<R> {
             None => library::default_model(&state.paths, &state.settings()).map(|m| m.path).ok_or(AppError::NoModel),
         }
         .map_err(api_error)?;
-        let generate = request.generate();
+        let generate = &generation.params;
         let prompt = if generate.prompt.trim().is_empty() { "(no prompt)" } else { generate.prompt.as_str() };
         let label = format!("API: {prompt}");
         let batches = generate.batch_count;
         let images = generate.batch_size * generate.batch_count;
-        let job =
-            GenerationJob { request, model: path, output_folder: state.output_folder(), control: Default::default() };
+        let job = GenerationJob { generation, model: path, output_folder: state.output_folder() };
         Ok((QueuedJob { job, label, images }, batches))
     }
 
@@ -196,12 +189,14 @@ impl<R: Runtime> Backend for QueueBackend<R> {
                 });
                 let _ = done.send(switched);
             }
-            Job::Generate { model, work } => match self.prepare(model, work) {
-                Ok((job, batches)) => self.queue(job, batches, done),
-                Err(error) => {
-                    let _ = done.send(Err(error));
+            Job::Generate { model, generation, hires_upscaler } => {
+                match self.prepare(model, *generation, hires_upscaler) {
+                    Ok((job, batches)) => self.queue(job, batches, done),
+                    Err(error) => {
+                        let _ = done.send(Err(error));
+                    }
                 }
-            },
+            }
             // Lanczos runs on the CPU, beside the queue: it never competes for the GPU.
             Job::Upscale { upscaler: Some(name), .. } => {
                 let _ = done.send(Err(ApiError::NotFound {
@@ -213,7 +208,7 @@ impl<R: Runtime> Backend for QueueBackend<R> {
             Job::Upscale { image, width, height, upscaler: None } => {
                 tauri::async_runtime::spawn_blocking(move || {
                     let upscaled =
-                        upscale(&image, width, height, None, UpscaleTiling::default(), &mut |_| Control::Continue);
+                        upscale(&image, width, height, None, UpscaleTiling::default(), &mut |_| Flow::Continue);
                     let _ = done.send(
                         upscaled
                             .map(|image| JobOutput::Upscaled { image, upscaler: "Lanczos".into() })

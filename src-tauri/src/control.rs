@@ -16,7 +16,7 @@ use pigment_engine::image::control::{
 use pigment_engine::image::{ResizeMode, resize_image};
 use pigment_engine::model::{ANNOTATORS_FOLDER, AnnotatorKind, CancelSignal, ControlModelFolder, ResidualKind};
 use pigment_engine::pipeline::{
-    Annotator, Control, ControlImage, ControlSpec, ControlUnitSpec, GenerateRequest, PendingAnnotation, Preprocessing,
+    Annotator, ControlImage, ControlSpec, ControlUnitSpec, Flow, GenerateRequest, PendingAnnotation, Preprocessing,
     Progress,
 };
 use serde::{Deserialize, Serialize};
@@ -221,7 +221,7 @@ pub struct ControlPreview {
 /// What a preview's annotator answers to: `progress` sees its run (stage `Preprocessing`) and may cancel before and
 /// after it; `cancel` stops the model run while it runs. Both end the preview with the engine's cancelled error.
 pub struct PreviewWatch<'a> {
-    pub progress: &'a mut dyn FnMut(&Progress) -> Control,
+    pub progress: &'a mut dyn FnMut(&Progress) -> Flow,
     pub cancel: Option<CancelSignal>,
 }
 

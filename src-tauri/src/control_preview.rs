@@ -1,13 +1,14 @@
 //! The control panel's previews while they run: the depth and openpose annotators take seconds on big models, so
 //! a unit's preview reports its progress to the window and can be cancelled, and a newer preview of the same unit
 //! cancels the one still running (the panel shows only the latest). Units are named by the panel's own number for
-//! them (`ControlUnitParams::id`); a preview without one runs as before, untracked.
+//! them (`ControlUnitParams::id`); a preview without one runs untracked: it reports no progress and cannot be
+//! cancelled.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pigment_engine::pipeline::{Control, Progress};
+use pigment_engine::pipeline::{Flow, Progress};
 use serde::Serialize;
 use tauri::State;
 use tauri::ipc::Channel;
@@ -139,7 +140,7 @@ impl ControlPreviews {
         runtime: &RuntimeSlot,
     ) -> Result<ControlPreview> {
         let Some(unit_id) = unit.id else {
-            let watch = PreviewWatch { progress: &mut |_| Control::Continue, cancel: None };
+            let watch = PreviewWatch { progress: &mut |_| Flow::Continue, cancel: None };
             return preview(unit, width, height, canvas_mask, models_folder, runtime, watch);
         };
         let run = self.start(unit_id);
@@ -153,7 +154,7 @@ impl ControlPreviews {
                     elapsed_ms: progress.elapsed.as_millis() as u64,
                 });
             }
-            if run.cancel.is_set() { Control::Cancel } else { Control::Continue }
+            if run.cancel.is_set() { Flow::Cancel } else { Flow::Continue }
         };
         let watch = PreviewWatch { progress: &mut progress, cancel: Some(run.cancel.signal()) };
         preview(unit, width, height, canvas_mask, models_folder, runtime, watch)

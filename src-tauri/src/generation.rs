@@ -1,6 +1,6 @@
 //! The engine behind the job queue: keeps the last model's sessions loaded between jobs (reloading only when a job
-//! names another model), runs text-to-image or the canvas's image to image, inpainting and outpainting (with their
-//! ControlNets or adapters), saves each image as it is made and streams progress with previews.
+//! names another model), runs each job's generation (with its ControlNets or adapters, kept open for the next job),
+//! saves each image as it is made and streams progress with previews.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,95 +9,41 @@ use std::time::{Duration, Instant};
 use pigment_engine::image::{
     PARAMETERS_KEY, latents_to_rgb, next_image_number, numbered_image_path, write_png_atomically,
 };
-use pigment_engine::model::LoadedModel;
 use pigment_engine::pipeline::{
-    Control, ControlModels, ControlRequest, ControlSpec, GenerateRequest, GeneratedImage, GenerationObserver, HiresFix,
-    Img2ImgRequest, InpaintRequest, OutpaintRequest, Progress, Stage, img2img, inpaint, outpaint, txt2img,
-    txt2img_hires,
+    ControlModels, ControlSpec, Flow, GenerateRequest, GeneratedImage, Generation, GenerationObserver, Progress,
+    Resources, Stage, generate,
 };
 
-use crate::error::{AppError, Result};
+use crate::error::Result;
 use crate::models::{ImageResult, JobEvent, ProgressReport};
 use crate::paths::check_writable_folder;
 use crate::preview::png_data_url;
 use crate::queue::{Backend, CancelFlag, EventSink};
 use crate::runtime_slot::RuntimeSlot;
+use pigment_studio::ModelSlot;
 
 /// Progress reports closer together than this are dropped (the last step and stage changes always go through),
 /// so a fast model cannot flood the window with messages.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(40);
 
-/// A validated engine request, one per canvas mode.
-#[derive(Debug, Clone)]
-pub enum JobRequest {
-    Txt2Img(GenerateRequest),
-    /// Text to image with the hires fix (the API's `enable_hr`); the upscaler is latent or Lanczos, not a model.
-    Txt2ImgHires(GenerateRequest, HiresFix),
-    Img2Img(Img2ImgRequest),
-    Inpaint(InpaintRequest),
-    Outpaint(OutpaintRequest),
-}
-
-impl JobRequest {
-    /// Prompt, sampler, seed, steps and batch, whatever the mode.
-    pub fn generate(&self) -> &GenerateRequest {
-        match self {
-            JobRequest::Txt2Img(request) | JobRequest::Txt2ImgHires(request, _) => request,
-            JobRequest::Img2Img(request) => &request.generate,
-            JobRequest::Inpaint(request) => &request.generate,
-            JobRequest::Outpaint(request) => &request.generate,
-        }
-    }
-
-    /// The same request with `control` (models loaded) in place of its own.
-    fn with_control(&self, control: ControlRequest) -> JobRequest {
-        let mut request = self.clone();
-        let generate = match &mut request {
-            JobRequest::Txt2Img(request) | JobRequest::Txt2ImgHires(request, _) => request,
-            JobRequest::Img2Img(request) => &mut request.generate,
-            JobRequest::Inpaint(request) => &mut request.generate,
-            JobRequest::Outpaint(request) => &mut request.generate,
-        };
-        *generate.control = control;
-        request
-    }
-}
-
 pub struct GenerationJob {
-    pub request: JobRequest,
+    /// Checked; its control units' models load when the job runs, and depth/openpose pictures go through their
+    /// annotator then.
+    pub generation: Generation,
     pub model: PathBuf,
     pub output_folder: PathBuf,
-    /// ControlNets or adapters with their preprocessed pictures; their models load when the job runs.
-    pub control: ControlSpec,
 }
 
 pub struct EngineBackend {
     runtime: Arc<RuntimeSlot>,
-    loaded: Option<LoadedModel>,
+    models: ModelSlot,
     /// The ControlNets, adapters and residual UNet of the last job with control, kept for the next.
     control_models: ControlModels,
 }
 
 impl EngineBackend {
     pub fn new(runtime: Arc<RuntimeSlot>) -> EngineBackend {
-        EngineBackend { runtime, loaded: None, control_models: ControlModels::default() }
-    }
-
-    /// The model for `folder`, loading it only when it is not the one already loaded.
-    fn model_for(&mut self, folder: &Path, events: &dyn EventSink) -> Result<&mut LoadedModel> {
-        let wanted = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
-        let reuse = self
-            .loaded
-            .as_ref()
-            .is_some_and(|m| std::fs::canonicalize(&m.folder.root).unwrap_or_else(|_| m.folder.root.clone()) == wanted);
-        if !reuse {
-            // Free the old sessions before loading the new ones: two large models may not fit together.
-            self.loaded = None;
-            let runtime = self.runtime.get()?;
-            events.send(JobEvent::LoadingModel { model: folder.display().to_string() });
-            self.loaded = Some(LoadedModel::open(&runtime, folder)?);
-        }
-        self.loaded.as_mut().ok_or(AppError::NoModel)
+        EngineBackend { runtime, models: ModelSlot::default(), control_models: ControlModels::default() }
     }
 }
 
@@ -106,31 +52,28 @@ impl Backend for EngineBackend {
 
     fn run(&mut self, job: &GenerationJob, cancel: &CancelFlag, events: &dyn EventSink) -> Result<usize> {
         check_writable_folder(&job.output_folder)?;
-        let mut observer = JobObserver::new(job.request.generate(), &job.output_folder, cancel, events);
+        let mut observer = JobObserver::new(&job.generation.params, &job.output_folder, cancel, events);
         let first_number = observer.next_number;
         // Depth and openpose pictures go through their annotator here, not at submit: it is slow on big models.
         // A model still loaded from an earlier job shares the device with it (turns in low/medium VRAM modes).
-        let mut control_spec = job.control.clone();
-        if control_spec.needs_annotation() {
-            control_spec
-                .annotate(&self.runtime.get()?, self.loaded.as_ref(), Some(&cancel.signal()), &mut |progress| {
+        let mut generation = job.generation.clone();
+        if generation.control.needs_annotation() {
+            generation
+                .control
+                .annotate(&self.runtime.get()?, self.models.loaded(), Some(&cancel.signal()), &mut |progress| {
                     observer.progress(progress)
                 })
                 .map_err(crate::control::annotator_error)?;
         }
+        let runtime = self.runtime.get()?;
+        let model = self.models.model(&runtime, &job.model, |folder| {
+            events.send(JobEvent::LoadingModel { model: folder.display().to_string() })
+        })?;
         // Stop stops a model run while it runs, not only between steps.
-        self.model_for(&job.model, events)?.watch_cancel(Some(cancel.signal()))?;
-        let control = self.control_models.request(&self.runtime.get()?, &job.model, &control_spec)?;
-        let request = job.request.with_control(control);
-        let model = self.loaded.as_mut().ok_or(AppError::NoModel)?;
-        match &request {
-            JobRequest::Txt2Img(request) => txt2img(model, request, &mut observer)?,
-            JobRequest::Txt2ImgHires(request, hires) => txt2img_hires(model, request, hires, None, &mut observer)?,
-            JobRequest::Img2Img(request) => img2img(model, request, &mut observer)?,
-            JobRequest::Inpaint(request) => inpaint(model, request, &mut observer)?,
-            JobRequest::Outpaint(request) => outpaint(model, request, &mut observer)?,
-        };
-        save_control_images(&control_spec, &job.output_folder, first_number)?;
+        model.watch_cancel(Some(cancel.signal()))?;
+        let resources = Resources::new(model).with_control_models(&mut self.control_models);
+        generate(resources, &generation, &mut observer)?;
+        save_control_images(&generation.control, &job.output_folder, first_number)?;
         Ok(observer.saved)
     }
 }
@@ -175,7 +118,7 @@ impl<'a> JobObserver<'a> {
 }
 
 impl GenerationObserver for JobObserver<'_> {
-    fn progress(&mut self, progress: &Progress) -> Control {
+    fn progress(&mut self, progress: &Progress) -> Flow {
         let now = Instant::now();
         let due = match self.last_sent {
             None => true,
@@ -200,7 +143,7 @@ impl GenerationObserver for JobObserver<'_> {
                 preview: self.preview.take(),
             }));
         }
-        if self.cancel.is_set() { Control::Cancel } else { Control::Continue }
+        if self.cancel.is_set() { Flow::Cancel } else { Flow::Continue }
     }
 
     fn preview(&mut self, step: usize, steps: usize, latents: &ndarray::ArrayD<f32>) {

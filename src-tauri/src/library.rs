@@ -1,10 +1,12 @@
-//! The model list: the bundled demo model, every folder in the app's models folder, and the folders the user
-//! added. Listing only checks that the files are there (fast); adding a folder loads it with the engine.
+//! The model list: the bundled demo model, every model folder in the app's models folder, and the folders the user
+//! added (`pigment_studio::ModelCatalog`). Listing only checks that the files are there (fast); adding a folder loads
+//! it with the engine.
 
 use std::path::{Path, PathBuf};
 
-use pigment_engine::model::{ANNOTATORS_FOLDER, ControlModelFolder, LoadedModel, ModelFolder, TensorSpec};
+use pigment_engine::model::{LoadedModel, ModelFolder, TensorSpec};
 use pigment_engine::runtime::Runtime;
+use pigment_studio::{CatalogEntry, ModelCatalog, ModelOrigin};
 
 use crate::error::{AppError, Result};
 use crate::models::{ModelEntry, ModelReport, ModelSource};
@@ -12,40 +14,27 @@ use crate::paths::AppPaths;
 use crate::settings::Settings;
 
 pub fn list_models(paths: &AppPaths, settings: &Settings) -> Vec<ModelEntry> {
-    let mut candidates: Vec<(PathBuf, ModelSource)> = Vec::new();
-    if let Some(demo) = &paths.demo_model {
-        candidates.push((demo.clone(), ModelSource::Bundled));
-    }
-    if let Ok(entries) = std::fs::read_dir(&paths.models_folder) {
-        // ControlNets, adapters and the annotators/ folder share the models folder; the control panel lists them
-        // (control.rs).
-        let mut folders: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir() && ControlModelFolder::detect(p).is_none())
-            .filter(|p| p.file_name().is_none_or(|name| name != ANNOTATORS_FOLDER))
-            .collect();
-        folders.sort();
-        candidates.extend(folders.into_iter().map(|p| (p, ModelSource::ModelsFolder)));
-    }
-    candidates.extend(settings.model_folders.iter().map(|p| (p.clone(), ModelSource::Added)));
-
-    let mut seen = Vec::new();
-    let mut entries = Vec::new();
-    for (path, source) in candidates {
-        let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        if seen.contains(&key) {
-            continue;
-        }
-        seen.push(key);
-        entries.push(entry(&path, source));
-    }
-    entries
+    let catalog = ModelCatalog {
+        bundled: paths.demo_model.clone(),
+        models_folder: Some(paths.models_folder.clone()),
+        added: settings.model_folders.clone(),
+    };
+    catalog.models().into_iter().map(entry).collect()
 }
 
-fn entry(path: &Path, source: ModelSource) -> ModelEntry {
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let problem = ModelFolder::open(path).err().map(|e| e.to_string());
-    ModelEntry { id: path.display().to_string(), name, path: path.to_path_buf(), source, problem }
+fn entry(model: CatalogEntry) -> ModelEntry {
+    let source = match model.origin {
+        ModelOrigin::Bundled => ModelSource::Bundled,
+        ModelOrigin::ModelsFolder => ModelSource::ModelsFolder,
+        ModelOrigin::Added => ModelSource::Added,
+    };
+    ModelEntry {
+        id: model.path.display().to_string(),
+        name: model.name,
+        path: model.path,
+        source,
+        problem: model.problem,
+    }
 }
 
 /// The folder of the listed model `id`; a model whose files are missing fails with the engine's error for it.

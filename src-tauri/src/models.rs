@@ -8,14 +8,13 @@ use image::{GrayImage, RgbImage};
 use pigment_engine::image::{load_image_bytes, load_mask_bytes};
 use pigment_engine::pipeline::{
     DEFAULT_IMG2IMG_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_ONLY_MASKED_PADDING, DEFAULT_OUTPAINT_STRENGTH,
-    GenerateRequest, Img2ImgRequest, InpaintArea, InpaintRequest, MaskedContent, OutpaintRequest, Stage,
+    GenerateRequest, Generation, ImageSource, InpaintArea, InpaintSource, MaskedContent, OutpaintSource, Source, Stage,
 };
-use pigment_engine::schedulers::{Sampler, SigmaSchedule, parse_sampler};
+use pigment_engine::schedulers::{Sampler, SigmaSchedule, choose_sampler};
 use serde::{Deserialize, Serialize};
 
 use crate::control::{ControlUnitParams, default_adapter_factor};
 use crate::error::{AppError, Result};
-use crate::generation::JobRequest;
 
 /// What the generate form sends.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -167,18 +166,14 @@ fn parse_masked_content(value: &str) -> Result<MaskedContent> {
 }
 
 impl GenerateParams {
-    /// The engine request for the mode, validated by the engine so every error names its parameter.
-    pub fn to_request(&self) -> Result<JobRequest> {
-        let generate = self.generate_request()?;
-        let request = match &self.mode {
-            JobMode::Txt2img => JobRequest::Txt2Img(generate),
+    /// The engine's generation for the mode (without control units: see `control::control_spec`), validated by the
+    /// engine so every error names its parameter.
+    pub fn to_generation(&self) -> Result<Generation> {
+        let params = self.generate_request()?;
+        let source = match &self.mode {
+            JobMode::Txt2img => Source::Text,
             JobMode::Img2img { image, strength } => {
-                let request = Img2ImgRequest {
-                    strength: *strength,
-                    ..Img2ImgRequest::new(generate, decode_picture("image", image)?)
-                };
-                request.validate()?;
-                JobRequest::Img2Img(request)
+                Source::Image(ImageSource { strength: *strength, ..ImageSource::new(decode_picture("image", image)?) })
             }
             JobMode::Inpaint {
                 image,
@@ -192,7 +187,7 @@ impl GenerateParams {
             } => {
                 let picture = decode_picture("image", image)?;
                 let mask = decode_mask(mask, picture.dimensions())?;
-                let request = InpaintRequest {
+                Source::Inpaint(InpaintSource {
                     strength: *strength,
                     mask_blur: *mask_blur,
                     invert_mask: *invert_mask,
@@ -202,13 +197,11 @@ impl GenerateParams {
                     } else {
                         InpaintArea::WholePicture
                     },
-                    ..InpaintRequest::new(generate, picture, mask)
-                };
-                request.validate()?;
-                JobRequest::Inpaint(request)
+                    ..InpaintSource::new(picture, mask)
+                })
             }
             JobMode::Outpaint { image, left, right, top, bottom, strength, mask_blur, masked_content } => {
-                let request = OutpaintRequest {
+                Source::Outpaint(OutpaintSource {
                     left: *left,
                     right: *right,
                     top: *top,
@@ -216,19 +209,17 @@ impl GenerateParams {
                     strength: *strength,
                     mask_blur: *mask_blur,
                     masked_content: parse_masked_content(masked_content)?,
-                    ..OutpaintRequest::new(generate, decode_picture("image", image)?)
-                };
-                request.validate()?;
-                JobRequest::Outpaint(request)
+                    ..OutpaintSource::new(decode_picture("image", image)?)
+                })
             }
         };
-        Ok(request)
+        let generation = Generation::from_source(params, source);
+        generation.validate()?;
+        Ok(generation)
     }
 
     fn generate_request(&self) -> Result<GenerateRequest> {
-        let (sampler, named_schedule) = parse_sampler(&self.sampler)?;
-        let chosen: SigmaSchedule = self.schedule.parse()?;
-        let schedule = if named_schedule == SigmaSchedule::Automatic { chosen } else { named_schedule };
+        let (sampler, schedule) = choose_sampler(&self.sampler, Some(&self.schedule))?;
         let request = GenerateRequest {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
@@ -241,8 +232,6 @@ impl GenerateParams {
             height: self.height,
             batch_size: self.batch_size,
             batch_count: self.batch_count,
-            // Engine options the app does not set (ControlNet units...) keep their defaults.
-            ..GenerateRequest::default()
         };
         request.validate()?;
         Ok(request)
@@ -424,22 +413,23 @@ mod tests {
 
     #[test]
     fn params_become_a_request_with_the_sampler_and_schedule() {
-        let request =
-            GenerateParams { sampler: "dpmpp_2m".into(), schedule: "karras".into(), ..params() }.to_request().unwrap();
-        let request = request.generate();
+        let request = GenerateParams { sampler: "dpmpp_2m".into(), schedule: "karras".into(), ..params() }
+            .to_generation()
+            .unwrap();
+        let request = &request.params;
         assert_eq!((request.sampler, request.schedule), (Sampler::DpmPp2M, SigmaSchedule::Karras));
-        let named = GenerateParams { sampler: "DPM++ 2M Karras".into(), ..params() }.to_request().unwrap();
-        assert_eq!(named.generate().schedule, SigmaSchedule::Karras);
+        let named = GenerateParams { sampler: "DPM++ 2M Karras".into(), ..params() }.to_generation().unwrap();
+        assert_eq!(named.params.schedule, SigmaSchedule::Karras);
     }
 
     #[test]
     fn bad_params_fail_on_their_field() {
-        let error = GenerateParams { width: 100, ..params() }.to_request().unwrap_err();
+        let error = GenerateParams { width: 100, ..params() }.to_generation().unwrap_err();
         assert_eq!(error.field().as_deref(), Some("width"));
         assert!(error.to_string().contains("width: 100"), "{error}");
-        let error = GenerateParams { sampler: "nope".into(), ..params() }.to_request().unwrap_err();
+        let error = GenerateParams { sampler: "nope".into(), ..params() }.to_generation().unwrap_err();
         assert_eq!(error.field().as_deref(), Some("sampler"));
-        let error = GenerateParams { schedule: "linear".into(), ..params() }.to_request().unwrap_err();
+        let error = GenerateParams { schedule: "linear".into(), ..params() }.to_generation().unwrap_err();
         assert_eq!(error.field().as_deref(), Some("schedule"));
     }
 
@@ -473,7 +463,7 @@ mod tests {
     }
 
     fn field_and_message(mode: JobMode) -> (Option<String>, String) {
-        let error = GenerateParams { mode, ..params() }.to_request().unwrap_err();
+        let error = GenerateParams { mode, ..params() }.to_generation().unwrap_err();
         (error.field(), error.to_string())
     }
 
@@ -482,11 +472,11 @@ mod tests {
         let json = serde_json::json!({"modelId": "m", "prompt": "a cat", "sampler": "euler_a", "schedule": "automatic",
             "steps": 4, "cfgScale": 7.0, "seed": 1, "width": 64, "height": 64, "batchSize": 1, "batchCount": 1});
         let txt2img: GenerateParams = serde_json::from_value(json.clone()).unwrap();
-        assert!(matches!(txt2img.to_request().unwrap(), JobRequest::Txt2Img(_)), "no mode is text to image");
+        assert_eq!(txt2img.to_generation().unwrap().source, Source::Text, "no mode is text to image");
         let mut with_mode = json.clone();
         with_mode["mode"] = serde_json::json!({"kind": "img2img", "image": format!("data:image/png;base64,{}", picture(48, 40)), "strength": 0.5});
-        let JobRequest::Img2Img(request) =
-            serde_json::from_value::<GenerateParams>(with_mode).unwrap().to_request().unwrap()
+        let Source::Image(request) =
+            serde_json::from_value::<GenerateParams>(with_mode).unwrap().to_generation().unwrap().source
         else {
             panic!("not img2img")
         };
@@ -495,8 +485,8 @@ mod tests {
         let mut with_mode = json.clone();
         with_mode["mode"] = serde_json::json!({"kind": "inpaint", "image": picture(64, 64), "mask": mask(64, 64),
             "maskBlur": 2, "invertMask": true, "maskedContent": "latent-noise", "onlyMasked": true, "padding": 8});
-        let JobRequest::Inpaint(request) =
-            serde_json::from_value::<GenerateParams>(with_mode).unwrap().to_request().unwrap()
+        let Source::Inpaint(request) =
+            serde_json::from_value::<GenerateParams>(with_mode).unwrap().to_generation().unwrap().source
         else {
             panic!("not inpaint")
         };
@@ -508,8 +498,8 @@ mod tests {
         let mut with_mode = json;
         with_mode["mode"] = serde_json::json!({"kind": "outpaint", "image": picture(64, 64), "left": 16, "right": 0,
             "top": 8, "bottom": 0});
-        let JobRequest::Outpaint(request) =
-            serde_json::from_value::<GenerateParams>(with_mode).unwrap().to_request().unwrap()
+        let Source::Outpaint(request) =
+            serde_json::from_value::<GenerateParams>(with_mode).unwrap().to_generation().unwrap().source
         else {
             panic!("not outpaint")
         };

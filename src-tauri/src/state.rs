@@ -183,9 +183,9 @@ impl AppState {
         if params.prompt.len() > 100_000 {
             return Err(invalid("prompt", "longer than 100000 characters"));
         }
-        let request = params.to_request()?;
-        let control = crate::control::control_spec(params, &self.paths.models_folder)?;
-        let generate = request.generate();
+        let mut generation = params.to_generation()?;
+        generation.control = crate::control::control_spec(params, &self.paths.models_folder)?;
+        let generate = &generation.params;
         let settings = self.settings();
         let model = if params.model_id.is_empty() {
             library::default_model(&self.paths, &settings).ok_or(AppError::NoModel)?.path
@@ -194,7 +194,7 @@ impl AppState {
         };
         let images = generate.batch_size * generate.batch_count;
         let label = if generate.prompt.trim().is_empty() { "(no prompt)".to_string() } else { generate.prompt.clone() };
-        let job = GenerationJob { request, model, output_folder: self.output_folder(), control };
+        let job = GenerationJob { generation, model, output_folder: self.output_folder() };
         self.submit_job(QueuedJob { job, label, images }, events)
     }
 

@@ -24,8 +24,8 @@ use pigment_engine::image::control::{Preprocessor, control_image};
 use pigment_engine::image::{load_image, read_png_text};
 use pigment_engine::model::{AnnotatorKind, DepthModel, LoadedModel, PoseModel, ResidualKind};
 use pigment_engine::pipeline::{
-    Control, ControlModels, ControlSpec, ControlUnitSpec, GenerateRequest, GeneratedImage, GenerationObserver,
-    PendingAnnotation, Progress, Stage, txt2img,
+    ControlSpec, ControlUnitSpec, Flow, GenerateRequest, GeneratedImage, Generation, GenerationObserver,
+    PendingAnnotation, Progress, Resources, Stage, generate,
 };
 use pigment_engine::schedulers::Sampler;
 use serde_json::{Value, json};
@@ -115,8 +115,8 @@ fn refusal(state: &AppState, params: Value) -> Value {
 struct Images(Vec<RgbImage>);
 
 impl GenerationObserver for Images {
-    fn progress(&mut self, _: &Progress) -> Control {
-        Control::Continue
+    fn progress(&mut self, _: &Progress) -> Flow {
+        Flow::Continue
     }
 
     fn image(&mut self, image: GeneratedImage) -> pigment_engine::Result<()> {
@@ -143,8 +143,7 @@ fn engine_result() -> RgbImage {
         annotation: None,
     };
     let spec = ControlSpec { units: vec![unit], ..ControlSpec::default() };
-    let control = ControlModels::default().request(&runtime, &base, &spec).unwrap();
-    let request = GenerateRequest {
+    let params = GenerateRequest {
         prompt: "a house".into(),
         seed: Some(31),
         steps: 8,
@@ -152,12 +151,12 @@ fn engine_result() -> RgbImage {
         sampler: Sampler::Euler,
         width: 64,
         height: 64,
-        control: Box::new(control),
         ..GenerateRequest::default()
     };
+    let generation = Generation { control: spec, ..Generation::text(params) };
     let mut model = LoadedModel::open(&runtime, &base).unwrap();
     let mut images = Images(Vec::new());
-    txt2img(&mut model, &request, &mut images).unwrap();
+    generate(Resources::new(&mut model), &generation, &mut images).unwrap();
     images.0.remove(0)
 }
 
@@ -460,7 +459,7 @@ fn depth_and_openpose_units_run_their_annotator_in_the_job_and_save_the_engines_
 
         // The saved control picture is the engine's for the same picture at the job's size.
         let picture = load_image(&fixture(picture_file)).unwrap().image;
-        let never = &mut |_: &Progress| Control::Continue;
+        let never = &mut |_: &Progress| Flow::Continue;
         let annotator = models_folder.join("annotators").join(folder);
         let (want, _) = match preprocessor {
             "depth" => {
@@ -560,17 +559,23 @@ fn the_engine_refuses_a_control_picture_that_has_not_been_through_its_annotator(
     let mut spec = ControlSpec { units: vec![unit], ..ControlSpec::default() };
     let runtime = common::runtime();
     let base = fixture("models/tiny-sd-control");
-    let error = ControlModels::default().request(&runtime, &base, &spec).unwrap_err().to_string();
+    let mut model = LoadedModel::open(&runtime, &base).unwrap();
+    let params = GenerateRequest { seed: Some(1), steps: 2, width: 64, height: 64, ..GenerateRequest::default() };
+    let generation = |spec: &ControlSpec| Generation { control: spec.clone(), ..Generation::text(params.clone()) };
+    let mut images = Images(Vec::new());
+    let error = generate(Resources::new(&mut model), &generation(&spec), &mut images).unwrap_err().to_string();
     assert!(error.contains("preprocessor") && error.contains("depth") && error.contains("annotator"), "{error}");
-    // Once annotated, the same spec loads, with the depth module recorded.
-    spec.annotate(&runtime, None, None, &mut |_| Control::Continue).unwrap();
+    assert!(images.0.is_empty());
+    // Once annotated, the same spec runs, with the depth module recorded.
+    spec.annotate(&runtime, None, None, &mut |_| Flow::Continue).unwrap();
     assert!(!spec.needs_annotation());
     assert_eq!(spec.units[0].preprocessing.module, "depth_anything");
-    assert_eq!(ControlModels::default().request(&runtime, &base, &spec).unwrap().controlnets.len(), 1);
+    generate(Resources::new(&mut model), &generation(&spec), &mut images).unwrap();
+    assert_eq!(images.0.len(), 1);
 }
 
 /// A preview that nothing watches: no progress shown, never cancelled. (The closure captures nothing: leaking its
 /// box allocates nothing.)
 fn unwatched() -> PreviewWatch<'static> {
-    PreviewWatch { progress: Box::leak(Box::new(|_: &Progress| Control::Continue)), cancel: None }
+    PreviewWatch { progress: Box::leak(Box::new(|_: &Progress| Flow::Continue)), cancel: None }
 }

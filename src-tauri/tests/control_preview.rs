@@ -18,7 +18,7 @@ use pigment_engine::image::control::depth::depth_control;
 use pigment_engine::image::control::openpose::openpose_control;
 use pigment_engine::image::load_image;
 use pigment_engine::model::{DepthModel, PoseModel};
-use pigment_engine::pipeline::{Control, Progress};
+use pigment_engine::pipeline::{Flow, Progress};
 use serde_json::{Value, json};
 use tauri::test::MockRuntime;
 use tauri::{AppHandle, Manager};
@@ -195,7 +195,7 @@ fn a_preview_reports_its_progress_to_the_window_and_gives_the_picture_it_gave_be
     let state = app.app.state::<AppState>();
     let models_folder = state.paths.models_folder.clone();
     let runtime = common::runtime();
-    let never = &mut |_: &Progress| Control::Continue;
+    let never = &mut |_: &Progress| Flow::Continue;
     let cases = [
         (11, "depth", "images/scene_64.png", (64, 64)),
         (12, "openpose", "annotators/reference/openpose/picture_96x64.png", (96, 64)),
@@ -243,5 +243,5 @@ fn a_preview_reports_its_progress_to_the_window_and_gives_the_picture_it_gave_be
 /// A preview that nothing watches: no progress shown, never cancelled. (The closure captures nothing: leaking its
 /// box allocates nothing.)
 fn unwatched() -> PreviewWatch<'static> {
-    PreviewWatch { progress: Box::leak(Box::new(|_: &Progress| Control::Continue)), cancel: None }
+    PreviewWatch { progress: Box::leak(Box::new(|_: &Progress| Flow::Continue)), cancel: None }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use pigment_engine::model::{LoadedModel, find_demo_model};
-use pigment_engine::pipeline::{GenerateRequest, txt2img};
+use pigment_engine::pipeline::{GenerateRequest, Generation, Resources, generate};
 use pigment_engine::runtime::{ExecutionProvider, PeakGpuMemoryWatch, peak_process_memory, process_gpu_memory};
 use pigment_engine::schedulers::parse_sampler;
 
@@ -45,7 +45,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         }
     };
     let (sampler, schedule) = parse_sampler(&args.sampler)?;
-    let request = GenerateRequest {
+    let generation = Generation::text(GenerateRequest {
         prompt: "a photo of a cat".into(),
         seed: Some(0),
         steps: args.steps,
@@ -55,8 +55,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         width: args.size,
         height: args.size,
         ..GenerateRequest::default()
-    };
-    request.validate()?;
+    });
+    generation.validate()?;
     if args.runs == 0 {
         return Err(CliError::Usage("--runs must be at least 1".into()));
     }
@@ -69,11 +69,11 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let gpu_memory_after_load = process_gpu_memory();
     let cancel = cancel_on_ctrl_c();
     let mut observer = CliObserver::new(None, cancel, false);
-    txt2img(&mut model, &request, &mut observer)?; // warm-up: first runs pay for allocations and kernel selection
+    generate(Resources::new(&mut model), &generation, &mut observer)?; // warm-up: first runs pay for allocations and kernel selection
     let precision = model.info().precision;
     let mut runs = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {
-        let summary = txt2img(&mut model, &request, &mut observer)?;
+        let summary = generate(Resources::new(&mut model), &generation, &mut observer)?;
         runs.push(TimingsMs::new(load, &summary.timings));
     }
     let peak_gpu_memory = gpu_memory_watch.and_then(PeakGpuMemoryWatch::finish);

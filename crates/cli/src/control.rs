@@ -16,10 +16,8 @@ use pigment_engine::image::control::{
 };
 use pigment_engine::image::{LoadedImage, load_image, write_png_atomically};
 use pigment_engine::model::{ANNOTATORS_FOLDER, AnnotatorKind, CancelSignal, ResidualKind};
-use pigment_engine::pipeline::{Annotator, Control, GenerationObserver, PendingAnnotation, Progress};
-use pigment_engine::pipeline::{
-    ControlModels, ControlRequest, ControlSpec, ControlUnitSpec, check_adapter_values, check_controlnet_values,
-};
+use pigment_engine::pipeline::{Annotator, Flow, GenerationObserver, PendingAnnotation, Progress};
+use pigment_engine::pipeline::{ControlSpec, ControlUnitSpec, check_adapter_values, check_controlnet_values};
 use pigment_engine::runtime::Runtime;
 use serde::Serialize;
 
@@ -154,7 +152,7 @@ fn default_models_folder() -> Option<PathBuf> {
 /// Runs `annotate` with a progress bar; Ctrl+C (`cancel`) stops it.
 fn with_progress<T>(
     cancel: &Arc<AtomicBool>,
-    annotate: impl FnOnce(&mut dyn FnMut(&Progress) -> Control) -> pigment_engine::Result<T>,
+    annotate: impl FnOnce(&mut dyn FnMut(&Progress) -> Flow) -> pigment_engine::Result<T>,
 ) -> Result<T, CliError> {
     let mut observer = CliObserver::new(None, cancel.clone(), std::io::stderr().is_terminal());
     let result = annotate(&mut |p: &Progress| observer.progress(p));
@@ -268,9 +266,9 @@ impl PreparedControl {
         with_progress(cancel, |progress| self.spec.annotate(runtime, None, Some(&signal), progress))
     }
 
-    /// Loads the ControlNets or adapters and the base model's UNet with residual inputs.
-    pub fn load(&self, runtime: &Runtime, model_folder: &Path) -> Result<ControlRequest, CliError> {
-        Ok(ControlModels::default().request(runtime, model_folder, &self.spec)?)
+    /// The units as the generation takes them (their models load with the base model).
+    pub fn spec(&self) -> &ControlSpec {
+        &self.spec
     }
 
     /// Writes the preprocessed control images where [`ControlArgs::prepare`] planned them.

@@ -9,8 +9,7 @@ use pigment_engine::EngineError;
 use pigment_engine::image::{LoadedImage, ResizeMode, load_image, load_mask};
 use pigment_engine::pipeline::{
     DEFAULT_IMG2IMG_STRENGTH, DEFAULT_MASK_BLUR, DEFAULT_ONLY_MASKED_PADDING, DEFAULT_OUTPAINT_STRENGTH,
-    GenerateRequest, Img2ImgRequest, InpaintArea, InpaintRequest, MaskedContent, OutpaintRequest, img2img, inpaint,
-    outpaint,
+    GenerateRequest, Generation, ImageSource, InpaintArea, InpaintSource, MaskedContent, OutpaintSource, Source,
 };
 
 use crate::CliError;
@@ -122,23 +121,16 @@ fn request_for(args: &GenerateArgs, picture: &RgbImage) -> Result<GenerateReques
 
 pub fn run_img2img(args: Img2ImgArgs) -> Result<(), CliError> {
     let picture = read_picture(&args.image)?;
-    let request = Img2ImgRequest {
-        strength: args.strength,
-        resize_mode: args.resize_mode,
-        ..Img2ImgRequest::new(request_for(&args.generate, &picture)?, picture)
-    };
-    request.validate()?;
-    execute(&args.generate, &request.generate, |_, model, observer, control| {
-        let mut request = request.clone();
-        *request.generate.control = control;
-        img2img(model, &request, observer)
-    })
+    let params = request_for(&args.generate, &picture)?;
+    let source = ImageSource { strength: args.strength, resize_mode: args.resize_mode, ..ImageSource::new(picture) };
+    execute(&args.generate, Generation::from_source(params, Source::Image(source)), None)
 }
 
 pub fn run_inpaint(args: InpaintArgs) -> Result<(), CliError> {
     let picture = read_picture(&args.image)?;
     let mask = load_mask(&args.mask)?;
-    let request = InpaintRequest {
+    let params = request_for(&args.generate, &picture)?;
+    let source = InpaintSource {
         strength: args.strength,
         resize_mode: args.resize_mode,
         mask_blur: args.mask_blur,
@@ -149,19 +141,15 @@ pub fn run_inpaint(args: InpaintArgs) -> Result<(), CliError> {
         } else {
             InpaintArea::WholePicture
         },
-        ..InpaintRequest::new(request_for(&args.generate, &picture)?, picture, mask)
+        ..InpaintSource::new(picture, mask)
     };
-    request.validate()?;
-    execute(&args.generate, &request.generate, |_, model, observer, control| {
-        let mut request = request.clone();
-        *request.generate.control = control;
-        inpaint(model, &request, observer)
-    })
+    execute(&args.generate, Generation::from_source(params, Source::Inpaint(source)), None)
 }
 
 pub fn run_outpaint(args: OutpaintArgs) -> Result<(), CliError> {
     let picture = read_picture(&args.image)?;
-    let request = OutpaintRequest {
+    let params = request_for(&args.generate, &picture)?;
+    let source = OutpaintSource {
         left: args.left,
         right: args.right,
         top: args.top,
@@ -169,12 +157,7 @@ pub fn run_outpaint(args: OutpaintArgs) -> Result<(), CliError> {
         strength: args.strength,
         mask_blur: args.mask_blur,
         masked_content: args.masked_content,
-        ..OutpaintRequest::new(request_for(&args.generate, &picture)?, picture)
+        ..OutpaintSource::new(picture)
     };
-    request.validate()?;
-    execute(&args.generate, &request.generate, |_, model, observer, control| {
-        let mut request = request.clone();
-        *request.generate.control = control;
-        outpaint(model, &request, observer)
-    })
+    execute(&args.generate, Generation::from_source(params, Source::Outpaint(source)), None)
 }

@@ -1,17 +1,15 @@
 //! `pigment generate`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use pigment_engine::EngineError;
 use pigment_engine::model::{CancelSignal, LoadedModel, UpscalerSession, find_demo_model};
 use pigment_engine::pipeline::{
-    ControlRequest, DEFAULT_HIRES_STRENGTH, GenerateRequest, GenerateSummary, HiresFix, HiresUpscaler, VaeTilingMode,
-    txt2img, txt2img_hires,
+    DEFAULT_HIRES_STRENGTH, GenerateRequest, Generation, HiresFix, HiresUpscaler, Resources, VaeTilingMode, generate,
 };
-use pigment_engine::runtime::Runtime;
-use pigment_engine::schedulers::{SigmaSchedule, parse_sampler};
+use pigment_engine::schedulers::choose_sampler;
 use pigment_engine::text::EmbeddingLibrary;
 use serde::Serialize;
 
@@ -43,7 +41,8 @@ pub struct GenerateArgs {
     /// Sampler, by AUTOMATIC1111's name ("DPM++ 2M Karras") or id (dpmpp_2m_karras); see `pigment samplers`.
     #[arg(long, default_value = "Euler a")]
     pub sampler: String,
-    /// Sigma schedule for samplers that take one: automatic or karras (also as part of the sampler name).
+    /// Sigma schedule for samplers that take one: automatic, karras or exponential; a schedule in the sampler name
+    /// ("DPM++ 2M Karras") wins, as in AUTOMATIC1111.
     #[arg(long)]
     pub schedule: Option<String>,
     /// Image width [default: 512; img2img and inpaint: the picture's, rounded down to a multiple of 8].
@@ -154,17 +153,7 @@ impl GenerateArgs {
             value: self.cfg.clone(),
             reason: "expected a number".into(),
         })?;
-        let (sampler, mut schedule) = parse_sampler(&self.sampler)?;
-        if let Some(name) = &self.schedule {
-            let chosen: SigmaSchedule = name.parse()?;
-            if schedule != SigmaSchedule::Automatic && chosen != schedule {
-                return Err(CliError::Usage(format!(
-                    "--sampler {:?} already names a schedule; drop --schedule {name:?} or the schedule in the sampler name",
-                    self.sampler
-                )));
-            }
-            schedule = chosen;
-        }
+        let (sampler, schedule) = choose_sampler(&self.sampler, self.schedule.as_deref())?;
         let request = GenerateRequest {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
@@ -177,7 +166,6 @@ impl GenerateArgs {
             height: self.height.unwrap_or(DEFAULT_SIZE),
             batch_size: self.batch_size,
             batch_count: self.batch_count,
-            ..GenerateRequest::default()
         };
         request.validate()?;
         Ok(request)
@@ -227,40 +215,19 @@ impl TimingsMs {
 }
 
 pub fn run(command: GenerateCommand) -> Result<(), CliError> {
-    // Everything the user typed is checked before the runtime and the model load.
     let GenerateCommand { args, hires } = command;
-    let request = args.request()?;
-    let Some(fix) = hires.hires()? else {
-        return execute(&args, &request, |_, model, observer, control| {
-            txt2img(model, &GenerateRequest { control: Box::new(control), ..request.clone() }, observer)
-        });
-    };
-    fix.validate(&request)?;
-    execute(&args, &request, |runtime, model, observer, control| {
-        let request = GenerateRequest { control: Box::new(control), ..request.clone() };
-        let mut upscaler = match &hires.upscaler {
-            Some(path) => Some(UpscalerSession::open(runtime, path)?),
-            None => None,
-        };
-        txt2img_hires(model, &request, &fix, upscaler.as_mut(), observer)
-    })
+    let generation = Generation { hires: hires.hires()?, ..Generation::text(args.request()?) };
+    execute(&args, generation, hires.upscaler.as_deref())
 }
 
-/// Loads the model (and any ControlNets or adapters: the request's control, handed to `pipeline`) and runs
-/// `pipeline` on it, saving each image as it comes; `--json` prints the summary.
-pub fn execute(
-    args: &GenerateArgs,
-    request: &GenerateRequest,
-    pipeline: impl FnOnce(
-        &Runtime,
-        &mut LoadedModel,
-        &mut CliObserver,
-        ControlRequest,
-    ) -> pigment_engine::Result<GenerateSummary>,
-) -> Result<(), CliError> {
+/// Runs `generation` with the flags of `args`: everything the user typed is checked first, then the control images
+/// are prepared, the model (and any ControlNets, adapters and `upscaler`) loads, and each image is saved as it
+/// comes; `--json` prints the summary.
+pub fn execute(args: &GenerateArgs, mut generation: Generation, upscaler: Option<&Path>) -> Result<(), CliError> {
+    generation.validate()?;
     let folder = args.model_folder()?;
-    let plan = OutputPlan::new(args.output.as_deref(), request.batch_size * request.batch_count)?;
-    let mut control = args.control.prepare(request.width, request.height, &plan)?;
+    let plan = OutputPlan::new(args.output.as_deref(), generation.image_count())?;
+    let mut control = args.control.prepare(generation.params.width, generation.params.height, &plan)?;
     let embeddings = match &args.embeddings {
         Some(dir) => EmbeddingLibrary::load_folder(dir)?,
         None => EmbeddingLibrary::default(),
@@ -269,16 +236,17 @@ pub fn execute(
     // One Ctrl+C handler for the process: the annotators and the generation share its flag.
     let cancel = cancel_on_ctrl_c();
     control.annotate(&runtime, &folder, &cancel)?;
+    generation.control = control.spec().clone();
+    generation.vae_tiling.mode = args.vae_tiling;
     let load_started = std::time::Instant::now();
     let mut model = LoadedModel::open(&runtime, &folder)?;
     // Ctrl+C stops a model run while it runs too (a UNet step on a CPU can take many seconds).
     model.watch_cancel(Some(CancelSignal::from(cancel.clone())))?;
     model.set_embeddings(&runtime, &embeddings)?;
-    model.vae_tiling.mode = args.vae_tiling;
-    let control_request = control.load(&runtime, &folder)?;
+    let mut upscaler = upscaler.map(|path| UpscalerSession::open(&runtime, path)).transpose()?;
     let load_time = load_started.elapsed();
     let mut observer = CliObserver::new(Some(plan), cancel, std::io::stderr().is_terminal());
-    let result = pipeline(&runtime, &mut model, &mut observer, control_request);
+    let result = generate(Resources::new(&mut model).with_upscaler(upscaler.as_mut()), &generation, &mut observer);
     observer.finish();
     let summary = match result {
         Ok(summary) => summary,

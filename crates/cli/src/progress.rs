@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pigment_engine::Result;
 use pigment_engine::image::{PARAMETERS_KEY, write_png_atomically};
-use pigment_engine::pipeline::{Control, GeneratedImage, GenerationObserver, Progress, Stage};
+use pigment_engine::pipeline::{Flow, GeneratedImage, GenerationObserver, Progress, Stage};
 
 use crate::output::OutputPlan;
 
@@ -50,7 +50,7 @@ impl CliObserver {
 }
 
 impl GenerationObserver for CliObserver {
-    fn progress(&mut self, progress: &Progress) -> Control {
+    fn progress(&mut self, progress: &Progress) -> Flow {
         let label = match progress.stage {
             Stage::EncodingPrompt => "prompt".to_string(),
             Stage::Denoising if progress.batches > 1 => format!("batch {}/{}", progress.batch + 1, progress.batches),
@@ -63,7 +63,7 @@ impl GenerationObserver for CliObserver {
         self.bar.set_message(label);
         self.bar.set_length(progress.steps as u64);
         self.bar.set_position(progress.step as u64);
-        if self.cancel.load(Ordering::SeqCst) { Control::Cancel } else { Control::Continue }
+        if self.cancel.load(Ordering::SeqCst) { Flow::Cancel } else { Flow::Continue }
     }
 
     fn warning(&mut self, message: &str) {

@@ -24,15 +24,16 @@ fn main() {
         .expect("ONNX Runtime loads (npm run setup)");
     let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-sd");
     let mut model = LoadedModel::open(&runtime, &demo).expect("the demo model");
-    model.vae_tiling = VaeTiling { mode: VaeTilingMode::Never, ..VaeTiling::default() };
     let shape = [1, 4, 128, 128];
     let latents: ArrayD<f32> =
         TorchGenerator::new(0).randn(&shape).into_shape_with_order(IxDyn(&shape)).expect("shape");
 
+    let whole_picture = VaeTiling { mode: VaeTilingMode::Never, ..VaeTiling::default() };
+
     // The first decode makes the session's buffers; the second is the one timed.
-    decode_latents(&mut model, &latents, 0).expect("decode");
+    decode_latents(&mut model, &latents, 0, whole_picture).expect("decode");
     let started = Instant::now();
-    decode_latents(&mut model, &latents, 0).expect("decode");
+    decode_latents(&mut model, &latents, 0, whole_picture).expect("decode");
     let whole = started.elapsed();
 
     println!(
@@ -53,7 +54,7 @@ fn main() {
                 Instant::now()
             })
         };
-        let result = decode_latents(&mut model, &latents, 0);
+        let result = decode_latents(&mut model, &latents, 0, whole_picture);
         let returned = Instant::now();
         let cancelled_at = setter.join().expect("the setter thread");
         match result {

@@ -17,7 +17,7 @@ use std::time::Instant;
 use image::{Rgb, RgbImage};
 use ndarray::{ArrayD, IxDyn};
 use pigment_engine::model::{LoadedModel, UpscalerSession};
-use pigment_engine::pipeline::{Control, UpscaleTiling, VaeTiling, VaeTilingMode, decode_latents, upscale};
+use pigment_engine::pipeline::{Flow, UpscaleTiling, VaeTiling, VaeTilingMode, decode_latents, upscale};
 use pigment_engine::rng::TorchGenerator;
 use pigment_engine::runtime::{DeviceChoice, Runtime, RuntimeOptions, peak_process_memory};
 
@@ -72,7 +72,7 @@ fn measure(what: &str, tiled: bool) {
         "vae-decode-2048" | "vae-decode-1024" => {
             let latent_side = if what == "vae-decode-2048" { 256 } else { 128 };
             let mut model = LoadedModel::open(&runtime, &repo().join("models/tiny-sd")).expect("the demo model");
-            model.vae_tiling = if tiled {
+            let vae_tiling = if tiled {
                 VaeTiling { mode: VaeTilingMode::Always, ..VaeTiling::default() }
             } else {
                 VaeTiling { mode: VaeTilingMode::Never, ..VaeTiling::default() }
@@ -83,7 +83,8 @@ fn measure(what: &str, tiled: bool) {
                 TorchGenerator::new(0).randn(&shape).into_shape_with_order(IxDyn(&shape)).expect("shape");
             let before = peak_process_memory().unwrap_or(0);
             let started = Instant::now();
-            let (image, _) = decode_latents(&mut model, &latents, 0).unwrap_or_else(|e| fail(what, tiled, &e));
+            let (image, _) =
+                decode_latents(&mut model, &latents, 0, vae_tiling).unwrap_or_else(|e| fail(what, tiled, &e));
             (before, started.elapsed().as_secs_f64(), image.dimensions())
         }
         "upscale-x4-1024" => {
@@ -95,7 +96,7 @@ fn measure(what: &str, tiled: bool) {
             let before = peak_process_memory().unwrap_or(0);
             let started = Instant::now();
             let image =
-                upscale(&picture, 4096, 4096, Some(&mut model), tiling, &mut |_| Control::Continue).expect("upscale");
+                upscale(&picture, 4096, 4096, Some(&mut model), tiling, &mut |_| Flow::Continue).expect("upscale");
             (before, started.elapsed().as_secs_f64(), image.dimensions())
         }
         other => panic!("unknown measurement {other}"),

@@ -63,7 +63,7 @@ pub enum EngineError {
     EmbeddingWidth { path: PathBuf, width: usize, expected: usize },
 
     #[error("cannot convert {path} to fp16: {problem}")]
-    Fp16Conversion { path: PathBuf, problem: crate::model::fp16::Fp16Problem },
+    Fp16Conversion { path: PathBuf, problem: Fp16Problem },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -76,4 +76,29 @@ impl EngineError {
     pub(crate) fn inference(stage: &'static str, error: impl std::fmt::Display) -> Self {
         EngineError::Inference { stage, reason: error.to_string() }
     }
+}
+
+/// What stops a conversion; carried by [`EngineError::Fp16Conversion`] with the file it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fp16Problem {
+    #[error("not an ONNX model ({reason})")]
+    NotOnnx { reason: String },
+    #[error("its weights are already float16")]
+    AlreadyFp16,
+    #[error("it has no float32 weights to convert")]
+    NoFloatWeights,
+    #[error("node {node:?} ({op_type}) holds a subgraph; If, Loop and Scan bodies are not converted")]
+    Subgraph { node: String, op_type: String },
+    #[error("it defines local functions ({names}), which the converter does not handle")]
+    LocalFunctions { names: String },
+    #[error("it has sparse initializers ({names}), which the converter does not handle")]
+    SparseInitializers { names: String },
+    #[error("tensor {tensor:?}: {reason}")]
+    InvalidTensor { tensor: String, reason: String },
+    #[error("the weights of {tensor:?} in {file}: {reason}")]
+    ExternalData { tensor: String, file: PathBuf, reason: String },
+    #[error("the converted graph would be {bytes} bytes, over protobuf's 2 GiB limit")]
+    TooLarge { bytes: u64 },
+    #[error("{destination} already exists")]
+    DestinationExists { destination: PathBuf },
 }

@@ -1,5 +1,6 @@
 //! Seeded noise identical to PyTorch's CPU generator: `torch.Generator("cpu").manual_seed(s)` then
-//! `torch.randn(shape)` in float32, so a seed from a diffusers script reproduces here (DESIGN.md, "Noise and seeds").
+//! `torch.randn(shape)` in float32, so a seed from a diffusers script reproduces here
+//! (ARCHITECTURE.md, "Noise and seeds").
 //!
 //! PyTorch's CPU generator is a plain MT19937 (aten/src/ATen/core/MT19937RNGEngine.h) seeded with the low 32 bits
 //! of the seed. `randn` on a float32 tensor of 16 or more elements draws all uniforms first, then turns each block

@@ -15,7 +15,7 @@ use ndarray::Array4;
 use pigment_engine::EngineError;
 use pigment_engine::image::control::depth::{depth_control, depth_input, estimate_depth, network_size};
 use pigment_engine::model::{AnnotatorKind, DepthConfig, DepthModel};
-use pigment_engine::pipeline::{Control, Progress, Stage};
+use pigment_engine::pipeline::{Flow, Progress, Stage};
 
 const INPUT_TOLERANCE: f32 = 1e-4;
 const OUTPUT_RELATIVE_TOLERANCE: f32 = 1e-4;
@@ -25,8 +25,8 @@ fn annotators() -> PathBuf {
     common::fixtures().join("annotators")
 }
 
-fn never_cancel(_: &Progress) -> Control {
-    Control::Continue
+fn never_cancel(_: &Progress) -> Flow {
+    Flow::Continue
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn depth_matches_the_reference_at_every_stage() {
         let mut reports = Vec::new();
         let depth = estimate_depth(&mut model, &picture, &mut |p: &Progress| {
             reports.push((p.stage, p.step, p.steps));
-            Control::Continue
+            Flow::Continue
         })
         .unwrap();
         let want = image::open(reference_dir.join(case["depth"].as_str().unwrap())).unwrap().to_luma8();
@@ -141,7 +141,7 @@ fn cancelling_stops_before_the_model_runs() {
     let mut calls = 0;
     let error = estimate_depth(&mut model, &picture, &mut |_: &Progress| {
         calls += 1;
-        Control::Cancel
+        Flow::Cancel
     })
     .unwrap_err();
     assert!(matches!(error, EngineError::Cancelled), "{error}");

@@ -18,7 +18,7 @@ use ndarray::{Array3, Array4};
 use pigment_engine::EngineError;
 use pigment_engine::image::control::openpose::{BodyPoses, body_input, decode_body, detect_body, draw_body};
 use pigment_engine::model::PoseModel;
-use pigment_engine::pipeline::{Control, Progress, Stage};
+use pigment_engine::pipeline::{Flow, Progress, Stage};
 
 const INPUT_TOLERANCE: f32 = 1e-6;
 const SCORE_TOLERANCE: f64 = 1e-4;
@@ -133,7 +133,7 @@ fn the_onnx_body_model_gives_the_reference_outputs_and_poses() {
         let mut reports = Vec::new();
         let poses = detect_body(&mut model, &picture, &mut |p: &Progress| {
             reports.push((p.stage, p.step, p.steps));
-            Control::Continue
+            Flow::Continue
         })
         .unwrap();
         assert_eq!(reports, [(Stage::Preprocessing, 0, 1), (Stage::Preprocessing, 1, 1)]);
@@ -146,7 +146,7 @@ fn the_onnx_body_model_gives_the_reference_outputs_and_poses() {
 fn cancelling_stops_before_the_model_runs() {
     let mut model = PoseModel::open(&common::runtime(), &annotators().join("openpose-tiny")).unwrap();
     let picture = image::open(common::fixtures().join("images/scene_64.png")).unwrap().to_rgb8();
-    let error = detect_body(&mut model, &picture, &mut |_: &Progress| Control::Cancel).unwrap_err();
+    let error = detect_body(&mut model, &picture, &mut |_: &Progress| Flow::Cancel).unwrap_err();
     assert!(matches!(error, EngineError::Cancelled), "{error}");
 }
 

@@ -7,21 +7,21 @@
 
 mod common;
 
-use common::{Collect, control_model, fixture_image};
-use pigment_engine::model::{AdapterModel, AnnotatorKind, ControlNetModel, LoadedModel, ResidualKind, ResidualUnet};
+use common::{Collect, adapter_unit, control_model, control_spec, controlnet_unit, fixture_image};
+use pigment_engine::model::{AnnotatorKind, LoadedModel};
 use pigment_engine::pipeline::{
-    AdapterUnit, Annotator, Control, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, Shared, txt2img,
+    Annotator, ControlImage, ControlModels, ControlSpec, ControlUnitSpec, Flow, GenerateRequest, Generation, Resources,
 };
-use pigment_engine::runtime::{LowVramChoice, Runtime};
+use pigment_engine::runtime::LowVramChoice;
 use pigment_engine::schedulers::parse_sampler;
 
 fn control_image() -> ControlImage {
     ControlImage::new(fixture_image("reference/controlnet/canny_64_rgb.png"))
 }
 
-fn request(control: ControlRequest) -> GenerateRequest {
+fn request(control: ControlSpec) -> Generation {
     let (sampler, schedule) = parse_sampler("Euler").unwrap();
-    GenerateRequest {
+    let params = GenerateRequest {
         prompt: "a house by a lake".into(),
         negative_prompt: "blurry".into(),
         seed: Some(11),
@@ -31,40 +31,31 @@ fn request(control: ControlRequest) -> GenerateRequest {
         schedule,
         width: 64,
         height: 64,
-        control: Box::new(control),
         ..GenerateRequest::default()
-    }
+    };
+    Generation { control, ..Generation::text(params) }
 }
 
 /// A ControlNet active for the first half of the steps: the residual UNet runs, then the plain one.
-fn controlnet_request(runtime: &Runtime, net: &Shared<ControlNetModel>) -> GenerateRequest {
-    let unet = ResidualUnet::open(runtime, &control_model(), ResidualKind::ControlNet).unwrap();
-    request(ControlRequest {
-        controlnets: vec![ControlNetUnit { end: 0.5, ..ControlNetUnit::new(net.clone(), control_image()) }],
-        unet: Some(Shared::new(unet)),
-        ..ControlRequest::default()
-    })
+fn controlnet_request() -> Generation {
+    request(control_spec(vec![ControlUnitSpec { end: 0.5, ..controlnet_unit("tiny-canny", control_image()) }]))
 }
 
-fn adapter_request(runtime: &Runtime) -> GenerateRequest {
-    let adapter = AdapterModel::open(runtime, &common::fixtures().join("adapter/tiny-adapter")).unwrap();
-    let unet = ResidualUnet::open(runtime, &control_model(), ResidualKind::Adapter).unwrap();
-    request(ControlRequest {
-        adapters: vec![AdapterUnit::new(Shared::new(adapter), control_image())],
-        unet: Some(Shared::new(unet)),
-        ..ControlRequest::default()
-    })
+fn adapter_request() -> Generation {
+    request(control_spec(vec![adapter_unit("tiny-adapter", control_image())]))
 }
 
-fn generate(model: &mut LoadedModel, request: &GenerateRequest) -> Collect {
+/// One image of `request` on `model`, its control models taken from (and left open in) `kept`.
+fn generate_with(model: &mut LoadedModel, kept: &mut ControlModels, request: &Generation) -> Collect {
     let mut collect = Collect::default();
-    txt2img(model, request, &mut collect).unwrap();
+    pigment_engine::pipeline::generate(Resources::new(model).with_control_models(kept), request, &mut collect).unwrap();
     assert_eq!(collect.images.len(), 1);
     collect
 }
 
-fn controlnet(runtime: &Runtime) -> Shared<ControlNetModel> {
-    Shared::new(ControlNetModel::open(runtime, &common::fixtures().join("controlnet/tiny-canny")).unwrap())
+/// One image of `request` on `model`, its control models opened for it alone (on the model's runtime).
+fn generate(model: &mut LoadedModel, request: &Generation) -> Collect {
+    generate_with(model, &mut ControlModels::default(), request)
 }
 
 #[test]
@@ -72,21 +63,24 @@ fn controlnets_and_adapters_take_turns_in_low_vram_mode_and_the_images_do_not_ch
     let runtime = common::runtime();
     let mut full = LoadedModel::open(&runtime.with_low_vram(LowVramChoice::Off), &control_model()).unwrap();
     let mut low = LoadedModel::open(&runtime.with_low_vram(LowVramChoice::On), &control_model()).unwrap();
-    let net = controlnet(&runtime);
+    // One ControlNet (and residual UNet) kept open and handed from one model to the other, as the app keeps them.
+    let mut kept = ControlModels::default();
+    let canny = common::fixtures().join("controlnet/tiny-canny");
+    let loaded = |kept: &ControlModels| kept.inspect_controlnet(&canny, |net| net.is_loaded());
 
-    let expected = generate(&mut full, &controlnet_request(&runtime, &net));
-    assert!(net.lock().unwrap().is_loaded(), "with a fully loaded model the ControlNet stays loaded");
-    let got = generate(&mut low, &controlnet_request(&runtime, &net));
+    let expected = generate_with(&mut full, &mut kept, &controlnet_request());
+    assert_eq!(loaded(&kept), Some(true), "with a fully loaded model the ControlNet stays loaded");
+    let got = generate_with(&mut low, &mut kept, &controlnet_request());
     assert!(expected.pictures() == got.pictures(), "the low-VRAM ControlNet image differs from the fully loaded one");
-    assert!(!net.lock().unwrap().is_loaded(), "in low-VRAM mode the ControlNet gave the device to the VAE");
+    assert_eq!(loaded(&kept), Some(false), "in low-VRAM mode the ControlNet gave the device to the VAE");
     assert_eq!(low.loaded_parts(), ["vae_decoder"], "one part on the device: the VAE decoded last");
     // The same ControlNet back with the fully loaded model leaves the turns and gives the same image again.
-    let again = generate(&mut full, &controlnet_request(&runtime, &net));
+    let again = generate_with(&mut full, &mut kept, &controlnet_request());
     assert!(again.pictures() == expected.pictures());
-    assert!(net.lock().unwrap().is_loaded());
+    assert_eq!(loaded(&kept), Some(true));
 
-    let expected = generate(&mut full, &adapter_request(&runtime));
-    let got = generate(&mut low, &adapter_request(&runtime));
+    let expected = generate(&mut full, &adapter_request());
+    let got = generate(&mut low, &adapter_request());
     assert!(expected.pictures() == got.pictures(), "the low-VRAM adapter image differs from the fully loaded one");
     assert_eq!(low.loaded_parts(), ["vae_decoder"]);
 }
@@ -97,21 +91,23 @@ fn controlnet_sessions_are_made_for_the_shapes_they_run_and_the_images_do_not_ch
     let fixed_runtime = runtime.with_fixed_dimensions(true);
     let mut free = LoadedModel::open(&runtime, &control_model()).unwrap();
     let mut fixed = LoadedModel::open(&fixed_runtime, &control_model()).unwrap();
-    let (free_net, fixed_net) = (controlnet(&runtime), controlnet(&fixed_runtime));
-    assert!(fixed_net.lock().unwrap().fixed_dimensions().is_empty(), "nothing is fixed before a run");
 
-    let expected = generate(&mut free, &controlnet_request(&runtime, &free_net));
-    let got = generate(&mut fixed, &controlnet_request(&fixed_runtime, &fixed_net));
+    // The engine opens each ControlNet on its model's runtime: the fixed model's with fixed dimensions.
+    let (mut free_kept, mut fixed_kept) = (ControlModels::default(), ControlModels::default());
+    let expected = generate_with(&mut free, &mut free_kept, &controlnet_request());
+    let got = generate_with(&mut fixed, &mut fixed_kept, &controlnet_request());
     let (max, mean) = common::difference(got.pictures()[0], expected.pictures()[0]);
     assert!(max <= 1 && mean <= 0.05, "fixed dimensions changed the ControlNet image: max {max}, mean {mean}");
     // Classifier-free guidance: batch 2. The export names both the latents' and the control image's sides
     // "height" and "width": sizes that differ between inputs cannot be fixed by name and stay free.
+    let canny = common::fixtures().join("controlnet/tiny-canny");
+    let fixed_dimensions = |kept: &ControlModels| kept.inspect_controlnet(&canny, |net| net.fixed_dimensions());
     let pairs = |list: &[(&str, i64)]| list.iter().map(|(n, s)| (n.to_string(), *s)).collect::<Vec<_>>();
-    assert_eq!(fixed_net.lock().unwrap().fixed_dimensions(), pairs(&[("batch", 2), ("sequence", 77)]));
-    assert!(free_net.lock().unwrap().fixed_dimensions().is_empty());
+    assert_eq!(fixed_dimensions(&fixed_kept), Some(pairs(&[("batch", 2), ("sequence", 77)])));
+    assert_eq!(fixed_dimensions(&free_kept), Some(Vec::new()));
 
-    let expected = generate(&mut free, &adapter_request(&runtime));
-    let got = generate(&mut fixed, &adapter_request(&fixed_runtime));
+    let expected = generate(&mut free, &adapter_request());
+    let got = generate(&mut fixed, &adapter_request());
     let (max, mean) = common::difference(got.pictures()[0], expected.pictures()[0]);
     assert!(max <= 1 && mean <= 0.05, "fixed dimensions changed the adapter image: max {max}, mean {mean}");
 }
@@ -119,7 +115,7 @@ fn controlnet_sessions_are_made_for_the_shapes_they_run_and_the_images_do_not_ch
 /// The depth and openpose annotators, run on the canny fixture picture at 64x64.
 fn annotate(annotator: &mut Annotator) -> image::RgbImage {
     let picture = fixture_image("reference/controlnet/canny_64_rgb.png");
-    annotator.apply(&picture, 64, 64, &mut |_| Control::Continue).unwrap().0.image
+    annotator.apply(&picture, 64, 64, &mut |_| Flow::Continue).unwrap().0.image
 }
 
 fn annotator_folder(kind: AnnotatorKind) -> std::path::PathBuf {
@@ -138,14 +134,14 @@ fn annotators_take_turns_with_the_text_encoder_and_vae_in_low_and_medium_modes()
             (LowVramChoice::Off, vec!["text_encoder", "unet", "vae_decoder", "vae_encoder"]),
         ] {
             let mut model = LoadedModel::open(&runtime.with_low_vram(choice), &control_model()).unwrap();
-            generate(&mut model, &request(ControlRequest::default()));
+            generate(&mut model, &request(ControlSpec::default()));
             assert!(model.loaded_parts().contains(&"vae_decoder"), "{choice:?}: the VAE decoded last");
             let mut annotator = Annotator::open(&runtime, kind, &annotator_folder(kind)).unwrap();
             annotator.share_device_with(&model).unwrap();
             assert!(annotate(&mut annotator) == expected, "{kind} {choice:?}: the annotator's picture changed");
             assert_eq!(model.loaded_parts(), left_loaded, "{kind} {choice:?}: parts left on the device");
             // The model takes the device back for the next image, which does not change either.
-            generate(&mut model, &request(ControlRequest::default()));
+            generate(&mut model, &request(ControlSpec::default()));
         }
     }
 }

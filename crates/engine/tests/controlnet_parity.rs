@@ -11,15 +11,14 @@
 mod common;
 
 use common::{
-    Collect, case_request, control_model, controlnet, difference, difference_where, fixture_image, load_model,
-    residual_unet,
+    Collect, adapter_unit, case_request, control_model, control_spec, controlnet_unit, difference, difference_where,
+    fixture_image, load_model, run, txt2img,
 };
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use pigment_engine::image::{InfoText, ResizeMode, resize_image};
-use pigment_engine::model::{AdapterModel, ResidualKind};
 use pigment_engine::pipeline::{
-    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, HiresFix, HiresUpscaler,
-    Img2ImgRequest, InpaintArea, InpaintRequest, Shared, img2img, inpaint, txt2img, txt2img_hires,
+    ControlImage, ControlModels, ControlSpec, ControlUnitSpec, Generation, HiresFix, HiresUpscaler, ImageSource,
+    InpaintArea, InpaintSource, Resources, Source, generate,
 };
 
 const MAX_PIXEL_DIFFERENCE: i32 = 3;
@@ -35,57 +34,47 @@ fn controlnet_pipelines_match_diffusers() {
     let cases = reference["controlnet_cases"].as_array().expect("controlnet cases");
     assert!(cases.len() >= 8, "expected the ControlNet cases, found {}", cases.len());
     let mut model = load_model(&control_model());
-    let unet = residual_unet(ResidualKind::ControlNet);
-    let nets = [("tiny-canny", controlnet("tiny-canny")), ("tiny-scribble", controlnet("tiny-scribble"))];
+    // Kept open across the cases, as the old shared handles were: each ControlNet and the residual UNet load once.
+    let mut kept = ControlModels::default();
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let controlnets: Vec<ControlNetUnit> = case["controls"]
+        let units: Vec<ControlUnitSpec> = case["controls"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| {
-                let net = nets.iter().find(|(n, _)| c["model"] == *n).unwrap().1.clone();
-                ControlNetUnit {
-                    weight: c["weight"].as_f64().unwrap() as f32,
-                    start: c["start"].as_f64().unwrap(),
-                    end: c["end"].as_f64().unwrap(),
-                    ..ControlNetUnit::new(net, ControlImage::new(fixture_image(c["image"].as_str().unwrap())))
-                }
+            .map(|c| ControlUnitSpec {
+                weight: c["weight"].as_f64().unwrap() as f32,
+                start: c["start"].as_f64().unwrap(),
+                end: c["end"].as_f64().unwrap(),
+                ..controlnet_unit(
+                    c["model"].as_str().unwrap(),
+                    ControlImage::new(fixture_image(c["image"].as_str().unwrap())),
+                )
             })
             .collect();
-        let generate = GenerateRequest {
-            control: Box::new(ControlRequest {
-                controlnets,
-                guess_mode: case["guess_mode"].as_bool().unwrap(),
-                unet: Some(unet.clone()),
-                ..ControlRequest::default()
-            }),
-            ..case_request(case)
-        };
+        let control = ControlSpec { guess_mode: case["guess_mode"].as_bool().unwrap(), ..control_spec(units) };
         let mut collect = Collect::default();
         let mask = case["mask"].as_str().map(|m| image::open(common::fixtures().join("images").join(m)).unwrap());
         let mask: Option<GrayImage> = mask.map(|m| m.to_luma8());
-        match case["pipeline"].as_str().unwrap() {
-            "txt2img" => txt2img(&mut model, &generate, &mut collect).map(|_| ()),
+        let source = match case["pipeline"].as_str().unwrap() {
+            "txt2img" => Source::Text,
             "img2img" => {
                 let image = fixture_image(&format!("images/{}", case["image"].as_str().unwrap()));
-                let request = Img2ImgRequest {
-                    strength: case["strength"].as_f64().unwrap(),
-                    ..Img2ImgRequest::new(generate, image)
-                };
-                img2img(&mut model, &request, &mut collect).map(|_| ())
+                Source::Image(ImageSource { strength: case["strength"].as_f64().unwrap(), ..ImageSource::new(image) })
             }
             "inpaint" => {
                 let image = fixture_image(&format!("images/{}", case["image"].as_str().unwrap()));
-                let mut request = InpaintRequest::new(generate, image, mask.clone().unwrap());
-                request.strength = case["strength"].as_f64().unwrap();
-                request.mask_blur = 0;
-                inpaint(&mut model, &request, &mut collect).map(|_| ())
+                let mut source = InpaintSource::new(image, mask.clone().unwrap());
+                source.strength = case["strength"].as_f64().unwrap();
+                source.mask_blur = 0;
+                Source::Inpaint(source)
             }
             other => panic!("unknown pipeline {other}"),
-        }
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        };
+        let generation = Generation { control, ..Generation::from_source(case_request(case), source) };
+        generate(Resources::new(&mut model).with_control_models(&mut kept), &generation, &mut collect)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let generated = &collect.images[0];
         let inside = |x: u32, y: u32| mask.as_ref().is_none_or(|m| m.get_pixel(x, y).0[0] >= 128);
         let file = case["file"].as_str().unwrap();
@@ -112,32 +101,28 @@ fn a_controlnet_active_for_no_step_gives_exactly_the_plain_image() {
     let reference = common::reference("controlnet/cases.json");
     let case = reference["controlnet_cases"].as_array().unwrap().iter().find(|c| c["name"] == "inactive").unwrap();
     let mut model = load_model(&control_model());
-    let unet = residual_unet(ResidualKind::ControlNet);
     let plain_request = case_request(case);
     let mut plain = Collect::default();
     txt2img(&mut model, &plain_request, &mut plain).unwrap();
-    let unit = ControlNetUnit {
+    let unit = ControlUnitSpec {
         start: 0.5,
         end: 0.55,
-        ..ControlNetUnit::new(controlnet("tiny-canny"), ControlImage::new(reference_image("canny_64_rgb.png")))
+        ..controlnet_unit("tiny-canny", ControlImage::new(reference_image("canny_64_rgb.png")))
     };
-    let request = GenerateRequest {
-        control: Box::new(ControlRequest { controlnets: vec![unit], unet: Some(unet), ..ControlRequest::default() }),
-        ..case_request(case)
-    };
+    let request = Generation { control: control_spec(vec![unit]), ..Generation::text(case_request(case)) };
     let mut controlled = Collect::default();
-    txt2img(&mut model, &request, &mut controlled).unwrap();
+    run(&mut model, &request, &mut controlled).unwrap();
     assert_eq!(controlled.images[0].image, plain.images[0].image, "10 steps, active from 0.5 to 0.55: no step");
     // The same unit active throughout changes the image.
-    let active = GenerateRequest {
-        control: Box::new(ControlRequest {
-            controlnets: vec![ControlNetUnit { start: 0.0, end: 1.0, ..request.control.controlnets[0].clone() }],
-            ..(*request.control).clone()
-        }),
+    let active = Generation {
+        control: ControlSpec {
+            units: vec![ControlUnitSpec { start: 0.0, end: 1.0, ..request.control.units[0].clone() }],
+            ..request.control.clone()
+        },
         ..request.clone()
     };
     let mut changed = Collect::default();
-    txt2img(&mut model, &active, &mut changed).unwrap();
+    run(&mut model, &active, &mut changed).unwrap();
     let (_, mean) = difference(&changed.images[0].image, &plain.images[0].image);
     assert!(mean > 5.0, "an active ControlNet should change the image (mean difference {mean:.2}/255)");
 }
@@ -147,7 +132,6 @@ fn only_masked_inpainting_cuts_the_control_image_to_the_masked_region() {
     let reference = common::reference("controlnet/cases.json");
     let case = reference["controlnet_cases"].as_array().unwrap().iter().find(|c| c["name"] == "inactive").unwrap();
     let mut model = load_model(&control_model());
-    let unet = residual_unet(ResidualKind::ControlNet);
     // A 128x128 picture masked in its top-left corner: "only masked" works on the region around the mask (its box
     // plus 4 pixels of padding, within 4..44), brought to the 64x64 generation size.
     let picture = resize_image(&fixture_image("images/scene_64.png"), 128, 128, ResizeMode::Just);
@@ -160,30 +144,26 @@ fn only_masked_inpainting_cuts_the_control_image_to_the_masked_region() {
             if keep(x, y) { Rgb(c) } else { Rgb([255 - c[0], 255 - c[1], 255 - c[2]]) }
         })
     };
-    let mut run = |control_image: RgbImage| {
-        let unit = ControlNetUnit::new(controlnet("tiny-canny"), ControlImage::new(control_image));
-        let generate = GenerateRequest {
-            control: Box::new(ControlRequest {
-                controlnets: vec![unit],
-                unet: Some(unet.clone()),
-                ..ControlRequest::default()
-            }),
-            ..case_request(case)
+    let mut inpaint = |control_image: RgbImage| {
+        let unit = controlnet_unit("tiny-canny", ControlImage::new(control_image));
+        let mut source = InpaintSource::new(picture.clone(), mask.clone());
+        source.area = InpaintArea::OnlyMasked { padding: 4 };
+        source.mask_blur = 0;
+        let generation = Generation {
+            control: control_spec(vec![unit]),
+            ..Generation::from_source(case_request(case), Source::Inpaint(source))
         };
-        let mut request = InpaintRequest::new(generate, picture.clone(), mask.clone());
-        request.area = InpaintArea::OnlyMasked { padding: 4 };
-        request.mask_blur = 0;
         let mut collect = Collect::default();
-        inpaint(&mut model, &request, &mut collect).unwrap();
+        run(&mut model, &generation, &mut collect).unwrap();
         assert!(collect.warnings.is_empty(), "{:?}", collect.warnings);
         collect.images.remove(0).image
     };
-    let plain = run(control.clone());
+    let plain = inpaint(control.clone());
     // Outside the region the control image does not matter...
-    let changed_outside = run(inverted_where(&|x, y| x < 64 && y < 64));
+    let changed_outside = inpaint(inverted_where(&|x, y| x < 64 && y < 64));
     assert_eq!(changed_outside, plain, "a control image changed outside the masked region changed the result");
     // ...inside it, it does.
-    let changed_inside = run(inverted_where(&|x, y| !(x < 48 && y < 48)));
+    let changed_inside = inpaint(inverted_where(&|x, y| !(x < 48 && y < 48)));
     let in_mask = |x: u32, y: u32| mask.get_pixel(x, y).0[0] > 127;
     let (_, mean) = difference_where(&changed_inside, &plain, in_mask);
     assert!(mean > 5.0, "a control image changed inside the region should change the result ({mean:.3}/255)");
@@ -194,33 +174,32 @@ fn the_hires_fix_runs_its_control_units_in_both_passes() {
     let reference = common::reference("controlnet/cases.json");
     let case = reference["controlnet_cases"].as_array().unwrap().iter().find(|c| c["name"] == "inactive").unwrap();
     let mut model = load_model(&control_model());
-    let unet = residual_unet(ResidualKind::ControlNet);
     // 10 steps at 64x64, then 20 at 96x96 of which strength 0.6 runs the last 12.
     let hires = HiresFix { scale: 1.5, strength: 0.6, upscaler: HiresUpscaler::Lanczos, steps: Some(20) };
-    let mut run = |control: ControlRequest| {
+    let mut hires_fix = |control: ControlSpec| {
         let mut collect = Collect::default();
-        let request = GenerateRequest { control: Box::new(control), ..case_request(case) };
-        txt2img_hires(&mut model, &request, &hires, None, &mut collect).unwrap();
+        let generation = Generation { hires: Some(hires.clone()), control, ..Generation::text(case_request(case)) };
+        run(&mut model, &generation, &mut collect).unwrap();
         // The second pass takes the control image stretched to its 96x96 without a warning.
         assert!(collect.warnings.is_empty(), "{:?}", collect.warnings);
         collect.images.remove(0)
     };
-    let plain = run(ControlRequest::default());
-    let unit = |start, end| ControlNetUnit {
+    let plain = hires_fix(ControlSpec::default());
+    let unit = |start, end| ControlUnitSpec {
         start,
         end,
-        ..ControlNetUnit::new(controlnet("tiny-canny"), ControlImage::new(reference_image("canny_64_rgb.png")))
+        ..controlnet_unit("tiny-canny", ControlImage::new(reference_image("canny_64_rgb.png")))
     };
-    let with = |unit| ControlRequest { controlnets: vec![unit], unet: Some(unet.clone()), ..ControlRequest::default() };
+    let with = |unit| control_spec(vec![unit]);
     // Active for no step of either pass: exactly the plain hires image.
-    let inactive = run(with(unit(0.5, 0.52)));
+    let inactive = hires_fix(with(unit(0.5, 0.52)));
     assert_eq!(inactive.image, plain.image);
     // From 0.91 on: no step of the first pass (its last starts at 9/10), the last of the second (at 11/12 or 19/20
     // of its steps): the first pass is the plain one, so the change comes from the second pass's control.
-    let second_only = run(with(unit(0.91, 1.0)));
+    let second_only = hires_fix(with(unit(0.91, 1.0)));
     let (_, mean) = difference(&second_only.image, &plain.image);
     assert!(mean > 0.1, "the second pass's ControlNet should change the image ({mean:.3}/255)");
-    let controlled = run(with(unit(0.0, 1.0)));
+    let controlled = hires_fix(with(unit(0.0, 1.0)));
     assert_eq!(controlled.image.dimensions(), (96, 96));
     let info = InfoText::parse(&controlled.infotext.to_text()).unwrap();
     assert!(info.get("ControlNet 0").is_some_and(|unit| unit.contains("Model: tiny-canny")), "{info:?}");
@@ -232,28 +211,20 @@ fn adapter_pipeline_matches_diffusers() {
     let reference = common::reference("controlnet/cases.json");
     let cases = reference["adapter_cases"].as_array().expect("adapter cases");
     assert!(cases.len() >= 2);
-    let runtime = common::runtime();
     let mut model = load_model(&control_model());
-    let unet = residual_unet(ResidualKind::Adapter);
-    let adapter = Shared::new(AdapterModel::open(&runtime, &common::fixtures().join("adapter/tiny-adapter")).unwrap());
+    let mut kept = ControlModels::default();
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let unit = AdapterUnit {
+        let unit = ControlUnitSpec {
             weight: case["weight"].as_f64().unwrap() as f32,
-            conditioning_factor: case["conditioning_factor"].as_f64().unwrap(),
-            ..AdapterUnit::new(adapter.clone(), ControlImage::new(fixture_image(case["image"].as_str().unwrap())))
+            ..adapter_unit("tiny-adapter", ControlImage::new(fixture_image(case["image"].as_str().unwrap())))
         };
-        let request = GenerateRequest {
-            control: Box::new(ControlRequest {
-                adapters: vec![unit],
-                unet: Some(unet.clone()),
-                ..ControlRequest::default()
-            }),
-            ..case_request(case)
-        };
+        let control =
+            ControlSpec { adapter_factor: case["conditioning_factor"].as_f64().unwrap(), ..control_spec(vec![unit]) };
+        let generation = Generation { control, ..Generation::text(case_request(case)) };
         let mut collect = Collect::default();
-        txt2img(&mut model, &request, &mut collect).unwrap();
+        generate(Resources::new(&mut model).with_control_models(&mut kept), &generation, &mut collect).unwrap();
         let (largest, mean) = difference(&collect.images[0].image, &reference_image(case["file"].as_str().unwrap()));
         println!("adapter {name}: max {largest}/255, mean {mean:.4}/255");
         if largest > MAX_PIXEL_DIFFERENCE || mean > MAX_MEAN_DIFFERENCE {

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::Collect;
+use common::{Collect, txt2img};
 use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{GenerateRequest, txt2img};
+use pigment_engine::pipeline::GenerateRequest;
 use pigment_engine::schedulers::parse_sampler;
 
 fn request(width: u32, height: u32) -> GenerateRequest {

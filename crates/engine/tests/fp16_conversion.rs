@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use common::{Collect, copy_folder, load_model};
+use common::{Collect, copy_folder, load_model, txt2img};
 
 use ndarray::{Array3, ArrayD};
 use pigment_engine::EngineError;
@@ -17,7 +17,7 @@ use pigment_engine::model::fp16::{
     CONVERTER_VERSION, Fp16Problem, Fp32Reason, GRAPH_FILE, WEIGHTS_FILE, convert_to_fp16, fp16_variant,
 };
 use pigment_engine::model::{ElementType, LoadedModel};
-use pigment_engine::pipeline::{Control, GenerateRequest, txt2img};
+use pigment_engine::pipeline::{Flow, GenerateRequest};
 use pigment_engine::rng::TorchGenerator;
 use pigment_engine::schedulers::parse_sampler;
 use protobuf::Message;
@@ -44,8 +44,8 @@ fn demo_with(parts: &[(&str, &Path)]) -> tempfile::TempDir {
     dir
 }
 
-fn no_progress(_: u64, _: u64) -> Control {
-    Control::Continue
+fn no_progress(_: u64, _: u64) -> Flow {
+    Flow::Continue
 }
 
 /// max |a - b| relative to the range of `reference`.
@@ -228,7 +228,7 @@ fn the_cache_answers_the_second_call_and_follows_the_source() {
     let mut reports = Vec::new();
     let first = fp16_variant(&source, cache.path(), |done, total| {
         reports.push((done, total));
-        Control::Continue
+        Flow::Continue
     })
     .unwrap();
     assert!(first.starts_with(cache.path()) && first.is_file());
@@ -262,7 +262,7 @@ fn cancelling_leaves_nothing_behind() {
     let mut calls = 0;
     let result = fp16_variant(&source, cache.path(), |_, _| {
         calls += 1;
-        if calls == 5 { Control::Cancel } else { Control::Continue }
+        if calls == 5 { Flow::Cancel } else { Flow::Continue }
     });
     assert!(matches!(result, Err(EngineError::Cancelled)), "{result:?}");
     assert_eq!(calls, 5);

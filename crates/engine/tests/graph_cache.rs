@@ -5,10 +5,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::Collect;
+use common::{Collect, txt2img};
 
 use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{GenerateRequest, txt2img};
+use pigment_engine::pipeline::GenerateRequest;
 use pigment_engine::runtime::Runtime;
 
 /// A runtime with its own cache folder. Tests run in parallel, so each gets its own folder on the one runtime a

@@ -8,10 +8,10 @@
 
 mod common;
 
-use common::{Collect, case_request, difference, difference_where, fixture_image, load_demo_model, load_model};
+use common::{Collect, case_request, difference, difference_where, fixture_image, load_demo_model, load_model, run};
 use image::{GrayImage, RgbImage};
 use pigment_engine::image::InfoText;
-use pigment_engine::pipeline::{Img2ImgRequest, InpaintRequest, img2img, inpaint};
+use pigment_engine::pipeline::{Generation, ImageSource, InpaintSource, Source};
 
 const MAX_PIXEL_DIFFERENCE: i32 = 3;
 const MAX_MEAN_DIFFERENCE: f64 = 0.5;
@@ -33,10 +33,12 @@ fn img2img_matches_diffusers() {
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let mut request = Img2ImgRequest::new(case_request(case), picture(case["image"].as_str().unwrap()));
-        request.strength = case["strength"].as_f64().unwrap();
+        let mut source = ImageSource::new(picture(case["image"].as_str().unwrap()));
+        source.strength = case["strength"].as_f64().unwrap();
+        let strength = source.strength;
+        let generation = Generation::from_source(case_request(case), Source::Image(source));
         let mut collect = Collect::default();
-        let summary = img2img(&mut model, &request, &mut collect).unwrap();
+        let summary = run(&mut model, &generation, &mut collect).unwrap();
         let seeds: Vec<u64> = case["seeds"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
         assert_eq!(summary.seeds, seeds, "{name}");
         for (generated, file) in collect.images.iter().zip(case["files"].as_array().unwrap()) {
@@ -47,7 +49,7 @@ fn img2img_matches_diffusers() {
                 failures.push(format!("{file}: max {largest}/255, mean {mean:.3}/255"));
             }
             let info = InfoText::parse(&generated.infotext.to_text()).unwrap();
-            assert_eq!(info.get("Denoising strength"), Some(request.strength.to_string().as_str()), "{name}");
+            assert_eq!(info.get("Denoising strength"), Some(strength.to_string().as_str()), "{name}");
             assert_eq!(info.get("Seed"), Some(generated.seed.to_string().as_str()), "{name}");
         }
         assert!(collect.warnings.is_empty(), "{name}: {:?}", collect.warnings);
@@ -70,11 +72,12 @@ fn inpainting_matches_diffusers_inside_the_mask_and_keeps_the_input_outside() {
         let image = picture(case["image"].as_str().unwrap());
         let mask: GrayImage =
             image::open(common::fixtures().join("images").join(case["mask"].as_str().unwrap())).unwrap().to_luma8();
-        let mut request = InpaintRequest::new(case_request(case), image.clone(), mask.clone());
-        request.strength = case["strength"].as_f64().unwrap();
-        request.mask_blur = 0;
+        let mut source = InpaintSource::new(image.clone(), mask.clone());
+        source.strength = case["strength"].as_f64().unwrap();
+        source.mask_blur = 0;
+        let generation = Generation::from_source(case_request(case), Source::Inpaint(source));
         let mut collect = Collect::default();
-        inpaint(model, &request, &mut collect).unwrap();
+        run(model, &generation, &mut collect).unwrap();
         let generated = &collect.images[0].image;
         let file = case["files"][0].as_str().unwrap();
         let inside = |x: u32, y: u32| mask.get_pixel(x, y).0[0] >= 128;

@@ -6,14 +6,14 @@
 
 mod common;
 
-use common::{Collect, copy_folder_without, fixture_image, load_demo_model, load_model};
+use common::{Collect, copy_folder_without, fixture_image, load_demo_model, load_model, run, txt2img};
 use image::{GrayImage, Luma, RgbImage};
 use pigment_engine::EngineError;
 use pigment_engine::image::InfoText;
 use pigment_engine::model::LoadedModel;
 use pigment_engine::pipeline::{
-    GenerateRequest, HiresFix, HiresUpscaler, Img2ImgRequest, InpaintArea, InpaintRequest, MaskedContent,
-    OutpaintRequest, Stage, VaeTiling, VaeTilingMode, img2img, inpaint, outpaint, txt2img, txt2img_hires,
+    GenerateRequest, Generation, HiresFix, HiresUpscaler, ImageSource, InpaintArea, InpaintSource, MaskedContent,
+    OutpaintSource, Resources, Source, Stage, VaeTiling, VaeTilingMode, generate,
 };
 use pigment_engine::schedulers::parse_sampler;
 
@@ -43,10 +43,20 @@ fn request(sampler: &str, seed: u64) -> GenerateRequest {
     }
 }
 
-fn run_inpaint(model: &mut LoadedModel, request: &InpaintRequest) -> Collect {
+fn run_inpaint(model: &mut LoadedModel, params: GenerateRequest, source: &InpaintSource) -> Collect {
     let mut collect = Collect::default();
-    inpaint(model, request, &mut collect).unwrap();
+    run(model, &Generation::from_source(params, Source::Inpaint(source.clone())), &mut collect).unwrap();
     collect
+}
+
+/// Image to image of `source` with `params`.
+fn img2img(params: GenerateRequest, source: ImageSource) -> Generation {
+    Generation::from_source(params, Source::Image(source))
+}
+
+/// Text to image of `params` with the hires fix `hires` (its upscaler model, when it needs one, comes apart).
+fn hires_fix(params: GenerateRequest, hires: &HiresFix) -> Generation {
+    Generation { hires: Some(hires.clone()), ..Generation::text(params) }
 }
 
 /// Every pixel where `mask` is 0 equals the original's.
@@ -66,19 +76,19 @@ fn assert_unmasked_kept(out: &RgbImage, original: &RgbImage, mask: &GrayImage, w
 #[test]
 fn strength_zero_returns_the_picture_and_a_strength_below_one_step_says_so() {
     let mut model = load_demo_model();
-    let mut request = Img2ImgRequest::new(request("euler", 3), scene());
-    request.strength = 0.0;
-    request.generate.batch_size = 2;
+    let params = GenerateRequest { batch_size: 2, ..request("euler", 3) };
+    let mut source = ImageSource::new(scene());
+    source.strength = 0.0;
     let mut collect = Collect::default();
-    let summary = img2img(&mut model, &request, &mut collect).unwrap();
+    let summary = run(&mut model, &img2img(params.clone(), source.clone()), &mut collect).unwrap();
     assert_eq!(summary.seeds, vec![3, 4]);
     assert!(collect.images.iter().all(|i| i.image == scene()));
     assert!(collect.warnings.is_empty(), "{:?}", collect.warnings);
     assert!(!collect.stages.contains(&Stage::Denoising));
 
-    request.strength = 0.1; // int(6 * 0.1) = 0 steps
+    source.strength = 0.1; // int(6 * 0.1) = 0 steps
     let mut collect = Collect::default();
-    img2img(&mut model, &request, &mut collect).unwrap();
+    run(&mut model, &img2img(params, source), &mut collect).unwrap();
     assert!(collect.images.iter().all(|i| i.image == scene()));
     assert!(collect.warnings[0].contains("no denoising step"), "{:?}", collect.warnings);
 }
@@ -87,15 +97,15 @@ fn strength_zero_returns_the_picture_and_a_strength_below_one_step_says_so() {
 fn an_all_white_mask_is_image_to_image() {
     // Euler draws no noise per step, so inpainting's extra (dropped) draw changes nothing.
     let mut model = load_demo_model();
-    let mut img = Img2ImgRequest::new(request("euler", 21), scene());
+    let mut img = ImageSource::new(scene());
     img.strength = 0.6;
     let mut collect = Collect::default();
-    img2img(&mut model, &img, &mut collect).unwrap();
+    run(&mut model, &img2img(request("euler", 21), img), &mut collect).unwrap();
     let white = GrayImage::from_pixel(64, 64, Luma([255]));
-    let mut paint = InpaintRequest::new(request("euler", 21), scene(), white);
+    let mut paint = InpaintSource::new(scene(), white);
     paint.strength = 0.6;
     paint.mask_blur = 0;
-    let inpainted = run_inpaint(&mut model, &paint);
+    let inpainted = run_inpaint(&mut model, request("euler", 21), &paint);
     assert_eq!(inpainted.images[0].image, collect.images[0].image);
 }
 
@@ -105,12 +115,12 @@ fn every_masked_content_blur_and_invert_keeps_the_unmasked_pixels() {
         let mut results = Vec::new();
         for content in MaskedContent::ALL {
             for invert in [false, true] {
-                let mut paint = InpaintRequest::new(request("euler_a", 8), scene(), scene_mask());
+                let mut paint = InpaintSource::new(scene(), scene_mask());
                 paint.strength = 0.8;
                 paint.mask_blur = 4;
                 paint.masked_content = content;
                 paint.invert_mask = invert;
-                let collect = run_inpaint(&mut model, &paint);
+                let collect = run_inpaint(&mut model, request("euler_a", 8), &paint);
                 let out = &collect.images[0].image;
                 // Where the blurred mask is 0 nothing may change.
                 let binary = pigment_engine::image::mask::binarize(&scene_mask(), invert);
@@ -137,15 +147,15 @@ fn every_masked_content_blur_and_invert_keeps_the_unmasked_pixels() {
 #[test]
 fn an_empty_mask_returns_the_picture_and_a_mask_of_another_size_is_resized() {
     let mut model = load_demo_model();
-    let empty = InpaintRequest::new(request("euler", 1), scene(), GrayImage::new(64, 64));
-    let collect = run_inpaint(&mut model, &empty);
+    let empty = InpaintSource::new(scene(), GrayImage::new(64, 64));
+    let collect = run_inpaint(&mut model, request("euler", 1), &empty);
     assert_eq!(collect.images[0].image, scene());
     assert!(collect.warnings.iter().any(|w| w.contains("mask is empty")), "{:?}", collect.warnings);
 
     let big_mask = image::imageops::resize(&scene_mask(), 128, 96, image::imageops::FilterType::Nearest);
-    let mut paint = InpaintRequest::new(request("euler", 1), scene(), big_mask);
+    let mut paint = InpaintSource::new(scene(), big_mask);
     paint.mask_blur = 0;
-    let collect = run_inpaint(&mut model, &paint);
+    let collect = run_inpaint(&mut model, request("euler", 1), &paint);
     assert!(collect.warnings.iter().any(|w| w.contains("128x96") && w.contains("resized")), "{:?}", collect.warnings);
     assert_eq!(collect.images[0].image.dimensions(), (64, 64));
 }
@@ -156,10 +166,10 @@ fn only_masked_works_on_the_region_and_pastes_it_back() {
     let wide = fixture_image("images/scene_96x64.png");
     let mask =
         GrayImage::from_fn(96, 64, |x, y| Luma([if (60..76).contains(&x) && (20..36).contains(&y) { 255 } else { 0 }]));
-    let mut paint = InpaintRequest::new(request("euler", 5), wide.clone(), mask.clone());
+    let mut paint = InpaintSource::new(wide.clone(), mask.clone());
     paint.mask_blur = 2;
     paint.area = InpaintArea::OnlyMasked { padding: 8 };
-    let collect = run_inpaint(&mut model, &paint);
+    let collect = run_inpaint(&mut model, request("euler", 5), &paint);
     let out = &collect.images[0].image;
     assert_eq!(out.dimensions(), (96, 64), "only masked keeps the picture's size");
     let soft = pigment_engine::image::mask::blur(&mask, 2);
@@ -173,11 +183,12 @@ fn only_masked_works_on_the_region_and_pastes_it_back() {
 fn outpainting_keeps_the_original_region_exactly() {
     for (name, mut model) in [("regular", load_demo_model()), ("inpainting", inpainting_model())] {
         // 10 + 64 = 74 wide and 64 + 12 = 76 high: the canvas works at 80 x 80 and is cropped back.
-        let mut request = OutpaintRequest::new(request("dpmpp_2m", 2), scene());
-        request.left = 10;
-        request.bottom = 12;
+        let mut source = OutpaintSource::new(scene());
+        source.left = 10;
+        source.bottom = 12;
+        let generation = Generation::from_source(request("dpmpp_2m", 2), Source::Outpaint(source));
         let mut collect = Collect::default();
-        outpaint(&mut model, &request, &mut collect).unwrap();
+        run(&mut model, &generation, &mut collect).unwrap();
         let out = &collect.images[0].image;
         assert_eq!(out.dimensions(), (74, 76), "{name}");
         for (x, y, pixel) in scene().enumerate_pixels() {
@@ -195,22 +206,19 @@ fn outpainting_keeps_the_original_region_exactly() {
 #[test]
 fn image_i_of_a_batch_is_its_seed_alone_in_every_pipeline() {
     let mut model = inpainting_model();
-    let mut batch =
-        InpaintRequest::new(GenerateRequest { batch_size: 2, ..request("euler_a", 40) }, scene(), scene_mask());
-    batch.strength = 0.7;
-    let together = run_inpaint(&mut model, &batch);
-    let mut alone = InpaintRequest { generate: request("euler_a", 41), ..batch.clone() };
-    alone.generate.batch_size = 1;
-    let single = run_inpaint(&mut model, &alone);
+    let mut paint = InpaintSource::new(scene(), scene_mask());
+    paint.strength = 0.7;
+    let together = run_inpaint(&mut model, GenerateRequest { batch_size: 2, ..request("euler_a", 40) }, &paint);
+    let single = run_inpaint(&mut model, GenerateRequest { batch_size: 1, ..request("euler_a", 41) }, &paint);
     assert_eq!(together.images[1].image, single.images[0].image, "inpainting");
 
     let mut model = load_demo_model();
     let hires = HiresFix { scale: 2.0, strength: 0.6, upscaler: HiresUpscaler::Lanczos, steps: Some(4) };
     let base = GenerateRequest { width: 48, height: 32, ..request("euler_a", 70) };
     let mut together = Collect::default();
-    txt2img_hires(&mut model, &GenerateRequest { batch_size: 2, ..base.clone() }, &hires, None, &mut together).unwrap();
+    run(&mut model, &hires_fix(GenerateRequest { batch_size: 2, ..base.clone() }, &hires), &mut together).unwrap();
     let mut single = Collect::default();
-    txt2img_hires(&mut model, &GenerateRequest { seed: Some(71), ..base }, &hires, None, &mut single).unwrap();
+    run(&mut model, &hires_fix(GenerateRequest { seed: Some(71), ..base }, &hires), &mut single).unwrap();
     assert_eq!(together.images[1].image, single.images[0].image, "hires fix");
 }
 
@@ -227,7 +235,8 @@ fn hires_fix_upscales_and_records_its_parameters() {
         let hires = HiresFix { scale: 2.0, strength: 0.5, upscaler: kind, steps: None };
         let mut collect = Collect::default();
         let model_upscaler = (kind == HiresUpscaler::Model).then_some(&mut upscaler);
-        txt2img_hires(&mut model, &request("euler", 9), &hires, model_upscaler, &mut collect).unwrap();
+        let resources = Resources::new(&mut model).with_upscaler(model_upscaler);
+        generate(resources, &hires_fix(request("euler", 9), &hires), &mut collect).unwrap();
         let image = &collect.images[0];
         assert_eq!(image.image.dimensions(), (128, 128), "{name}");
         let info = InfoText::parse(&image.infotext.to_text()).unwrap();
@@ -240,7 +249,7 @@ fn hires_fix_upscales_and_records_its_parameters() {
         }
     }
     let too_big = HiresFix { scale: 100.0, ..HiresFix::default() };
-    let error = txt2img_hires(&mut model, &request("euler", 9), &too_big, None, &mut Collect::default()).unwrap_err();
+    let error = run(&mut model, &hires_fix(request("euler", 9), &too_big), &mut Collect::default()).unwrap_err();
     assert!(error.to_string().contains("hires scale: 100"), "{error}");
 }
 
@@ -277,25 +286,26 @@ const TILED_ENCODE_DECODE_MEAN_TOLERANCE: f64 = 12.0;
 fn a_tiled_vae_decode_and_encode_match_the_whole_picture_within_tolerance() {
     let mut model = load_demo_model();
     let request = GenerateRequest { width: 256, height: 192, ..request("euler", 12) };
+    let tiled_with = |mode| VaeTiling { mode, tile: 16, overlap: 8 };
     let mut whole = Collect::default();
-    model.vae_tiling = VaeTiling { mode: VaeTilingMode::Never, ..VaeTiling::default() };
-    txt2img(&mut model, &request, &mut whole).unwrap();
-    model.vae_tiling = VaeTiling { mode: VaeTilingMode::Always, tile: 16, overlap: 8 };
+    let generation = Generation { vae_tiling: tiled_with(VaeTilingMode::Never), ..Generation::text(request.clone()) };
+    run(&mut model, &generation, &mut whole).unwrap();
+    let generation = Generation { vae_tiling: tiled_with(VaeTilingMode::Always), ..Generation::text(request.clone()) };
     let mut tiled = Collect::default();
-    txt2img(&mut model, &request, &mut tiled).unwrap();
+    run(&mut model, &generation, &mut tiled).unwrap();
     let mean = mean_difference(&whole.images[0].image, &tiled.images[0].image);
     println!("tiled VAE decode (tiles of 16 latents, overlap 8) vs whole: mean {mean:.3}/255");
     assert!(mean < TILED_DECODE_MEAN_TOLERANCE, "tiled decode differs by {mean}");
 
     // Encoding: image to image of the same picture with a tiled and an untiled encoder (decoder untiled).
     let picture = whole.images[0].image.clone();
-    let mut img = Img2ImgRequest::new(request.clone(), picture);
+    let mut img = ImageSource::new(picture);
     img.strength = 0.3;
     let mut results = Vec::new();
     for tiling in [VaeTilingMode::Never, VaeTilingMode::Always] {
-        model.vae_tiling = VaeTiling { mode: tiling, tile: 16, overlap: 8 };
+        let generation = Generation { vae_tiling: tiled_with(tiling), ..img2img(request.clone(), img.clone()) };
         let mut collect = Collect::default();
-        img2img(&mut model, &img, &mut collect).unwrap();
+        run(&mut model, &generation, &mut collect).unwrap();
         results.push(collect.images.remove(0).image);
     }
     let mean = mean_difference(&results[0], &results[1]);
@@ -315,7 +325,7 @@ fn mean_difference(a: &RgbImage, b: &RgbImage) -> f64 {
 fn image_to_image_needs_a_vae_encoder_and_grey_pictures_work() {
     let no_encoder = common::fixtures().join("models/tiny-sd-int32-fp16");
     let mut model = load_model(&no_encoder);
-    let error = img2img(&mut model, &Img2ImgRequest::new(request("euler", 1), scene()), &mut Collect::default())
+    let error = run(&mut model, &img2img(request("euler", 1), ImageSource::new(scene())), &mut Collect::default())
         .unwrap_err()
         .to_string();
     assert!(error.contains("vae_encoder"), "{error}");
@@ -327,10 +337,10 @@ fn image_to_image_needs_a_vae_encoder_and_grey_pictures_work() {
     let grey = pigment_engine::image::load_image(&path).unwrap().image;
     let mut model = load_demo_model();
     for mode in pigment_engine::image::ResizeMode::ALL {
-        let mut img = Img2ImgRequest::new(request("euler", 1), grey.clone());
+        let mut img = ImageSource::new(grey.clone());
         img.resize_mode = mode;
         let mut collect = Collect::default();
-        img2img(&mut model, &img, &mut collect).unwrap();
+        run(&mut model, &img2img(request("euler", 1), img), &mut collect).unwrap();
         assert_eq!(collect.images[0].image.dimensions(), (64, 64));
         let info = InfoText::parse(&collect.images[0].infotext.to_text()).unwrap();
         assert_eq!(info.get("Resize mode"), Some(mode.display_name()));

@@ -8,7 +8,7 @@ mod common;
 use image::{Rgb, RgbImage};
 use pigment_engine::EngineError;
 use pigment_engine::model::UpscalerSession;
-use pigment_engine::pipeline::{Control, Progress, Stage, UpscaleTiling, upscale};
+use pigment_engine::pipeline::{Flow, Progress, Stage, UpscaleTiling, upscale};
 
 fn upscaler(name: &str) -> UpscalerSession {
     UpscalerSession::open(&common::runtime(), &common::fixtures().join("models").join(name)).unwrap()
@@ -35,7 +35,7 @@ fn the_models_scale_is_measured() {
 fn a_constant_picture_stays_constant_across_tiles() {
     let mut model = upscaler("tiny-esrgan-x4");
     let flat = RgbImage::from_pixel(100, 70, Rgb([90, 140, 200]));
-    let out = upscale(&flat, 400, 280, Some(&mut model), SMALL_TILES, &mut |_| Control::Continue).unwrap();
+    let out = upscale(&flat, 400, 280, Some(&mut model), SMALL_TILES, &mut |_| Flow::Continue).unwrap();
     assert_eq!(out.dimensions(), (400, 280));
     let first = *out.get_pixel(0, 0);
     let off: Vec<(u32, u32)> =
@@ -52,9 +52,9 @@ const TILED_UPSCALE_MEAN_TOLERANCE: f64 = 1.0;
 fn tiles_agree_with_one_whole_picture_run() {
     let mut model = upscaler("tiny-esrgan-x4");
     let picture = scene();
-    let tiled = upscale(&picture, 384, 256, Some(&mut model), SMALL_TILES, &mut |_| Control::Continue).unwrap();
-    let whole = upscale(&picture, 384, 256, Some(&mut model), UpscaleTiling::whole_image(), &mut |_| Control::Continue)
-        .unwrap();
+    let tiled = upscale(&picture, 384, 256, Some(&mut model), SMALL_TILES, &mut |_| Flow::Continue).unwrap();
+    let whole =
+        upscale(&picture, 384, 256, Some(&mut model), UpscaleTiling::whole_image(), &mut |_| Flow::Continue).unwrap();
     let (mut sum, mut largest, mut interior_largest) = (0u64, 0u8, 0u8);
     for (x, y, p) in tiled.enumerate_pixels() {
         for (a, b) in p.0.iter().zip(whole.get_pixel(x, y).0) {
@@ -85,7 +85,7 @@ fn passes_and_lanczos_reach_any_target_size() {
         assert_eq!(p.stage, Stage::Upscaling);
         tiles = p.step;
         assert!(p.step <= p.steps);
-        Control::Continue
+        Flow::Continue
     })
     .unwrap();
     assert_eq!(out.dimensions(), (288, 192));
@@ -99,7 +99,7 @@ fn cancelling_stops_between_tiles() {
     let mut seen = 0;
     let error = upscale(&scene(), 384, 256, Some(&mut model), SMALL_TILES, &mut |p: &Progress| {
         seen = p.step;
-        if p.step >= 2 { Control::Cancel } else { Control::Continue }
+        if p.step >= 2 { Flow::Cancel } else { Flow::Continue }
     })
     .unwrap_err();
     assert!(matches!(error, EngineError::Cancelled), "{error}");

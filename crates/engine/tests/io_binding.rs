@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{Collect, control_model, fixture_image};
-use pigment_engine::model::{ControlNetModel, LoadedModel, ResidualKind, ResidualUnet};
-use pigment_engine::pipeline::{ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, Shared, txt2img};
-use pigment_engine::runtime::{IoBindingChoice, Runtime};
+use common::{Collect, control_model, control_spec, controlnet_unit, fixture_image, run};
+use pigment_engine::model::LoadedModel;
+use pigment_engine::pipeline::{ControlImage, ControlUnitSpec, GenerateRequest, Generation};
+use pigment_engine::runtime::IoBindingChoice;
 use pigment_engine::schedulers::parse_sampler;
 
 fn request(prompt: &str) -> GenerateRequest {
@@ -28,25 +28,18 @@ fn request(prompt: &str) -> GenerateRequest {
     }
 }
 
-fn generate(model: &mut LoadedModel, request: &GenerateRequest) -> Collect {
+fn generate(model: &mut LoadedModel, generation: &Generation) -> Collect {
     let mut collect = Collect::default();
-    txt2img(model, request, &mut collect).unwrap();
-    assert_eq!(collect.images.len(), request.batch_size);
+    run(model, generation, &mut collect).unwrap();
+    assert_eq!(collect.images.len(), generation.params.batch_size);
     collect
 }
 
-fn controlnet_request(runtime: &Runtime) -> GenerateRequest {
-    let net = ControlNetModel::open(runtime, &common::fixtures().join("controlnet/tiny-canny")).unwrap();
-    let unet = ResidualUnet::open(runtime, &control_model(), ResidualKind::ControlNet).unwrap();
+/// A ControlNet generation; the engine opens the ControlNet and the residual UNet on the model's runtime.
+fn controlnet_request() -> Generation {
     let image = ControlImage::new(fixture_image("reference/controlnet/canny_64_rgb.png"));
-    GenerateRequest {
-        control: Box::new(ControlRequest {
-            controlnets: vec![ControlNetUnit { weight: 0.8, ..ControlNetUnit::new(Shared::new(net), image) }],
-            unet: Some(Shared::new(unet)),
-            ..ControlRequest::default()
-        }),
-        ..request("a [red:blue:3] house")
-    }
+    let unit = ControlUnitSpec { weight: 0.8, ..controlnet_unit("tiny-canny", image) };
+    Generation { control: control_spec(vec![unit]), ..Generation::text(request("a [red:blue:3] house")) }
 }
 
 #[test]
@@ -60,8 +53,8 @@ fn bound_runs_give_exactly_the_images_of_plain_runs() {
     let mut bound = LoadedModel::open(&bound_runtime, &common::demo_model()).unwrap();
     assert!(bound.bound_parts().is_empty(), "nothing is bound before a run");
     for prompt in ["a [red:blue:3] boat", "a lighthouse"] {
-        let expected = generate(&mut plain, &request(prompt));
-        let got = generate(&mut bound, &request(prompt));
+        let expected = generate(&mut plain, &Generation::text(request(prompt)));
+        let got = generate(&mut bound, &Generation::text(request(prompt)));
         assert!(expected.pictures() == got.pictures(), "{prompt}: bound runs changed the images");
     }
     assert_eq!(bound.bound_parts(), ["unet"], "the UNet ran bound; the parts that run once per image did not");
@@ -69,8 +62,8 @@ fn bound_runs_give_exactly_the_images_of_plain_runs() {
 
     let mut plain = LoadedModel::open(&runtime, &control_model()).unwrap();
     let mut bound = LoadedModel::open(&bound_runtime, &control_model()).unwrap();
-    let expected = generate(&mut plain, &controlnet_request(&runtime));
-    let got = generate(&mut bound, &controlnet_request(&bound_runtime));
+    let expected = generate(&mut plain, &controlnet_request());
+    let got = generate(&mut bound, &controlnet_request());
     assert!(expected.pictures() == got.pictures(), "bound ControlNet runs changed the images");
 }
 

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::Collect;
+use common::{Collect, run, txt2img};
 use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{GenerateRequest, Img2ImgRequest, VaeTilingMode, img2img, txt2img};
+use pigment_engine::pipeline::{GenerateRequest, Generation, ImageSource, Source};
 use pigment_engine::runtime::{LowVramChoice, MemoryMode};
 use pigment_engine::schedulers::parse_sampler;
 
@@ -28,7 +28,6 @@ fn request() -> GenerateRequest {
         height: 64,
         batch_size: 2,
         batch_count: 2,
-        ..GenerateRequest::default()
     }
 }
 
@@ -40,7 +39,7 @@ fn parts_take_turns_and_the_images_do_not_change() {
     assert_eq!(low.info().precision.memory, MemoryMode::Low, "{}", low.info().precision.reason);
     assert_eq!(full.loaded_parts(), ["text_encoder", "unet", "vae_decoder", "vae_encoder"]);
     assert!(low.loaded_parts().is_empty(), "nothing stays loaded after the load: {:?}", low.loaded_parts());
-    assert_eq!(low.vae_tiling.mode, VaeTilingMode::Always);
+    assert!(low.tiles_vae_always());
 
     let (mut expected, mut got) = (Collect::default(), Collect::default());
     txt2img(&mut full, &request(), &mut expected).unwrap();
@@ -51,13 +50,13 @@ fn parts_take_turns_and_the_images_do_not_change() {
 
     // Image to image uses the fourth part, the VAE encoder, and the same turns.
     let picture = got.images[0].image.clone();
-    let edit = Img2ImgRequest {
-        strength: 0.6,
-        ..Img2ImgRequest::new(GenerateRequest { batch_count: 1, ..request() }, picture)
-    };
+    let edit = Generation::from_source(
+        GenerateRequest { batch_count: 1, ..request() },
+        Source::Image(ImageSource { strength: 0.6, ..ImageSource::new(picture) }),
+    );
     let (mut expected, mut got) = (Collect::default(), Collect::default());
-    img2img(&mut full, &edit, &mut expected).unwrap();
-    img2img(&mut low, &edit, &mut got).unwrap();
+    run(&mut full, &edit, &mut expected).unwrap();
+    run(&mut low, &edit, &mut got).unwrap();
     assert!(
         !got.images.is_empty() && expected.pictures() == got.pictures(),
         "low-VRAM img2img differs from the fully loaded model"
@@ -72,7 +71,7 @@ fn in_medium_mode_the_unet_stays_loaded_and_the_images_do_not_change() {
     let decision = medium.info().precision;
     assert_eq!(decision.memory, MemoryMode::Medium, "{}", decision.reason);
     assert_eq!(medium.loaded_parts(), ["unet"], "only the UNet is loaded ahead of use");
-    assert_eq!(medium.vae_tiling.mode, full.vae_tiling.mode, "medium mode does not tile the VAE");
+    assert!(!medium.tiles_vae_always() && !full.tiles_vae_always(), "medium mode does not tile the VAE");
 
     let (mut expected, mut got) = (Collect::default(), Collect::default());
     txt2img(&mut full, &request(), &mut expected).unwrap();

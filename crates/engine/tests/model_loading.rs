@@ -5,11 +5,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{Collect, copy_folder};
+use common::{Collect, copy_folder, txt2img};
 
 use pigment_engine::EngineError;
 use pigment_engine::model::{ElementType, LoadedModel, ModelFolder};
-use pigment_engine::pipeline::{GenerateRequest, txt2img};
+use pigment_engine::pipeline::GenerateRequest;
 
 /// A writable copy of the demo model to break.
 fn demo_copy() -> tempfile::TempDir {

@@ -7,14 +7,14 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Collect, control_model, controlnet, fixture_image, load_model, residual_unet};
+use common::{Collect, control_model, control_spec, controlnet_unit, fixture_image, load_model, run};
 use image::RgbImage;
 use pigment_engine::EngineError;
 use pigment_engine::image::control::depth::depth_control;
 use pigment_engine::image::control::openpose::{body_input, openpose_control};
 use pigment_engine::model::{AdapterModel, ControlNetModel, DepthModel, PoseModel, ResidualKind};
 use pigment_engine::pipeline::{
-    AdapterUnit, Control, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, Progress, Shared, txt2img,
+    ControlImage, ControlSpec, ControlUnitSpec, Flow, GenerateRequest, Generation, Progress,
 };
 use pigment_engine::schedulers::Sampler;
 
@@ -30,44 +30,45 @@ fn scene() -> RgbImage {
     fixture_image("images/scene_64.png")
 }
 
-fn request(control: ControlRequest) -> GenerateRequest {
-    GenerateRequest {
+fn request(control: ControlSpec) -> Generation {
+    let params = GenerateRequest {
         prompt: "a house".into(),
         seed: Some(3),
         steps: 2,
         sampler: Sampler::Euler,
         width: 64,
         height: 64,
-        control: Box::new(control),
         ..GenerateRequest::default()
-    }
+    };
+    Generation { control, ..Generation::text(params) }
 }
 
-fn never_cancel(_: &Progress) -> Control {
-    Control::Continue
+fn never_cancel(_: &Progress) -> Flow {
+    Flow::Continue
 }
 
 /// Runs `request` on the control model: it must fail without an image; the error is returned.
-fn generate_error(request: &GenerateRequest) -> EngineError {
+fn generate_error(request: &Generation) -> EngineError {
     let mut model = load_model(&control_model());
     let mut collect = Collect::default();
-    let error = txt2img(&mut model, request, &mut collect).expect_err("the broken model must be refused");
+    let error = run(&mut model, request, &mut collect).expect_err("the broken model must be refused");
     assert!(collect.images.is_empty(), "no image may come out: {error}");
     error
 }
 
-fn padded_controlnet() -> Shared<ControlNetModel> {
+fn padded_controlnet() -> ControlUnitSpec {
     let folder = broken("controlnet-padded-residual");
     // Its outputs have the names and ranks a ControlNet has: the model opens, its residuals are wrong only when run.
-    Shared::new(ControlNetModel::open(&common::runtime(), &folder).unwrap_or_else(|e| panic!("opens: {e}")))
+    ControlNetModel::open(&common::runtime(), &folder).unwrap_or_else(|e| panic!("opens: {e}"));
+    common::control_unit(ResidualKind::ControlNet, folder, canny_image())
 }
 
-fn controlnet_request(controlnets: Vec<Shared<ControlNetModel>>) -> GenerateRequest {
-    request(ControlRequest {
-        controlnets: controlnets.into_iter().map(|net| ControlNetUnit::new(net, canny_image())).collect(),
-        unet: Some(residual_unet(ResidualKind::ControlNet)),
-        ..ControlRequest::default()
-    })
+fn controlnet(name: &str) -> ControlUnitSpec {
+    controlnet_unit(name, canny_image())
+}
+
+fn controlnet_request(controlnets: Vec<ControlUnitSpec>) -> Generation {
+    request(control_spec(controlnets))
 }
 
 #[test]
@@ -92,24 +93,19 @@ fn a_controlnet_whose_residual_is_not_at_a_latent_size_is_refused_naming_it_alon
     }
 }
 
-fn adapter_request(adapters: &[&str], cfg_scale: f32, batch_size: usize) -> GenerateRequest {
+fn adapter_request(adapters: &[&str], cfg_scale: f32, batch_size: usize) -> Generation {
     let units = adapters
         .iter()
         .map(|folder| {
-            let adapter = AdapterModel::open(&common::runtime(), &common::fixtures().join(folder))
-                .unwrap_or_else(|e| panic!("{folder} opens: {e}"));
-            AdapterUnit::new(Shared::new(adapter), canny_image())
+            let path = common::fixtures().join(folder);
+            // Each opens: the bad feature shows only when it runs.
+            AdapterModel::open(&common::runtime(), &path).unwrap_or_else(|e| panic!("{folder} opens: {e}"));
+            common::control_unit(ResidualKind::Adapter, path, canny_image())
         })
         .collect();
-    GenerateRequest {
-        cfg_scale,
-        batch_size,
-        ..request(ControlRequest {
-            adapters: units,
-            unet: Some(residual_unet(ResidualKind::Adapter)),
-            ..ControlRequest::default()
-        })
-    }
+    let mut generation = request(control_spec(units));
+    generation.params = GenerateRequest { cfg_scale, batch_size, ..generation.params };
+    generation
 }
 
 #[test]

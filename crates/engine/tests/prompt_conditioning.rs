@@ -7,7 +7,8 @@ mod common;
 
 use ndarray::Array2;
 use pigment_engine::model::LoadedModel;
-use pigment_engine::text::{EmbeddingLibrary, ScheduledConditioning, encode_texts};
+use pigment_engine::pipeline::{ScheduledConditioning, encode_texts};
+use pigment_engine::text::EmbeddingLibrary;
 use serde_json::Value;
 
 /// ONNX Runtime against torch, float32: the encoder alone agrees within ~1e-6; the weighting scales by up to 1.4.

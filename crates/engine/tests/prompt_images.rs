@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::{Collect, case_request, fixture_image, load_demo_model, load_model};
+use common::{Collect, case_request, fixture_image, load_demo_model, load_model, txt2img};
 use pigment_engine::EngineError;
-use pigment_engine::pipeline::{GenerateRequest, txt2img};
-use pigment_engine::text::{EmbeddingLibrary, encode_texts};
+use pigment_engine::pipeline::{GenerateRequest, encode_texts};
+use pigment_engine::text::EmbeddingLibrary;
 
 const MAX_PIXEL_DIFFERENCE: i32 = 3;
 const MAX_MEAN_DIFFERENCE: f64 = 0.5;

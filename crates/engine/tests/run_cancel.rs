@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::{Collect, control_model, fixture_image, load_demo_model, load_model};
-use pigment_engine::model::{AnnotatorKind, CancelSignal, LoadedModel, ResidualKind};
+use common::{Collect, control_model, control_spec, controlnet_unit, fixture_image, load_demo_model, load_model};
+use pigment_engine::model::{AnnotatorKind, CancelSignal, LoadedModel};
 use pigment_engine::pipeline::{
-    Annotator, Control, ControlImage, ControlNetUnit, ControlRequest, GenerateRequest, GeneratedImage,
-    GenerationObserver, Progress, Stage, txt2img,
+    Annotator, ControlImage, ControlModels, ControlSpec, Flow, GenerateRequest, GeneratedImage, Generation,
+    GenerationObserver, Progress, Resources, Stage, generate,
 };
 use pigment_engine::runtime::IoBindingChoice;
 use pigment_engine::text::EmbeddingLibrary;
@@ -31,14 +31,14 @@ impl SignalAfter {
 }
 
 impl GenerationObserver for SignalAfter {
-    fn progress(&mut self, progress: &Progress) -> Control {
+    fn progress(&mut self, progress: &Progress) -> Flow {
         if progress.stage == Stage::Denoising {
             self.denoising_reports += 1;
             if self.denoising_reports == self.after {
                 self.signal.cancel();
             }
         }
-        Control::Continue
+        Flow::Continue
     }
 
     fn image(&mut self, _: GeneratedImage) -> Result<()> {
@@ -47,30 +47,30 @@ impl GenerationObserver for SignalAfter {
     }
 }
 
-fn request(control: ControlRequest) -> GenerateRequest {
-    GenerateRequest {
+fn request(control: ControlSpec) -> Generation {
+    let params = GenerateRequest {
         prompt: "a lighthouse".into(),
         seed: Some(5),
         steps: 5,
         width: 64,
         height: 64,
-        control: Box::new(control),
         ..GenerateRequest::default()
-    }
+    };
+    Generation { control, ..Generation::text(params) }
 }
 
-fn image(model: &mut LoadedModel, request: &GenerateRequest) -> image::RgbImage {
+fn image(resources: Resources<'_>, request: &Generation) -> image::RgbImage {
     let mut collect = Collect::default();
-    txt2img(model, request, &mut collect).unwrap();
+    generate(resources, request, &mut collect).unwrap();
     collect.images.remove(0).image
 }
 
 /// The job stops at the UNet run after the signal, with no image, though the observer only ever said Continue.
-fn assert_stopped_by_the_run(model: &mut LoadedModel, request: &GenerateRequest) {
+fn assert_stopped_by_the_run(resources: Resources<'_>, request: &Generation) {
     let signal = CancelSignal::default();
-    model.watch_cancel(Some(signal.clone())).unwrap();
+    resources.model.watch_cancel(Some(signal.clone())).unwrap();
     let mut observer = SignalAfter::new(&signal, 2);
-    let error = txt2img(model, request, &mut observer).unwrap_err();
+    let error = generate(resources, request, &mut observer).unwrap_err();
     assert!(matches!(error, EngineError::Cancelled), "{error}");
     assert_eq!(observer.denoising_reports, 2, "the step after the signal did not run");
     assert_eq!(observer.images, 0);
@@ -79,43 +79,39 @@ fn assert_stopped_by_the_run(model: &mut LoadedModel, request: &GenerateRequest)
 #[test]
 fn a_watched_model_stops_at_its_next_run_once_the_signal_is_set_and_works_again_after() {
     let mut model = load_demo_model();
-    let request = request(ControlRequest::default());
-    let expected = image(&mut model, &request);
+    let request = request(ControlSpec::default());
+    let expected = image(Resources::new(&mut model), &request);
 
     // Unwatched, the same observer's signal stops nothing: the pipeline alone never sees it.
     let mut observer = SignalAfter::new(&CancelSignal::default(), 2);
-    txt2img(&mut model, &request, &mut observer).unwrap();
+    generate(Resources::new(&mut model), &request, &mut observer).unwrap();
     assert_eq!((observer.denoising_reports, observer.images), (5, 1));
 
-    assert_stopped_by_the_run(&mut model, &request);
+    assert_stopped_by_the_run(Resources::new(&mut model), &request);
     // The next job's signal: the model runs again, and runs under a signal give the same image.
     model.watch_cancel(Some(CancelSignal::default())).unwrap();
-    assert!(image(&mut model, &request) == expected, "a watched run changed the image");
+    assert!(image(Resources::new(&mut model), &request) == expected, "a watched run changed the image");
     model.watch_cancel(None).unwrap();
-    assert!(image(&mut model, &request) == expected);
+    assert!(image(Resources::new(&mut model), &request) == expected);
 }
 
 #[test]
 fn controlnets_and_bound_runs_stop_with_the_models_signal() {
     let runtime = common::runtime();
     let mut model = load_model(&control_model());
-    let controlnet = ControlRequest {
-        controlnets: vec![ControlNetUnit::new(
-            common::controlnet("tiny-canny"),
-            ControlImage::new(fixture_image("reference/controlnet/canny_64_rgb.png")),
-        )],
-        unet: Some(common::residual_unet(ResidualKind::ControlNet)),
-        ..ControlRequest::default()
-    };
-    let with_controlnet = request(controlnet);
-    let expected = image(&mut model, &with_controlnet);
-    assert_stopped_by_the_run(&mut model, &with_controlnet);
+    let image_of_edges = ControlImage::new(fixture_image("reference/controlnet/canny_64_rgb.png"));
+    let with_controlnet = request(control_spec(vec![controlnet_unit("tiny-canny", image_of_edges)]));
+    // The same ControlNet session through the three jobs: stopped once, it works again with the next signal.
+    let mut kept = ControlModels::default();
+    let expected = image(Resources::new(&mut model).with_control_models(&mut kept), &with_controlnet);
+    assert_stopped_by_the_run(Resources::new(&mut model).with_control_models(&mut kept), &with_controlnet);
     model.watch_cancel(Some(CancelSignal::default())).unwrap();
-    assert!(image(&mut model, &with_controlnet) == expected, "a watched ControlNet run changed the image");
+    let again = image(Resources::new(&mut model).with_control_models(&mut kept), &with_controlnet);
+    assert!(again == expected, "a watched ControlNet run changed the image");
 
     // IO binding runs the UNet through its binding, with the same run options.
     let mut bound = LoadedModel::open(&runtime.with_io_binding(IoBindingChoice::On), &common::demo_model()).unwrap();
-    assert_stopped_by_the_run(&mut bound, &request(ControlRequest::default()));
+    assert_stopped_by_the_run(Resources::new(&mut bound), &request(ControlSpec::default()));
 }
 
 #[test]
@@ -139,7 +135,7 @@ fn an_annotator_run_stops_once_its_signal_is_set() {
     let folder = AnnotatorKind::Depth.find(&common::fixtures()).unwrap();
     let picture = fixture_image("images/scene_64.png");
     let mut annotator = Annotator::open(&runtime, AnnotatorKind::Depth, &folder).unwrap();
-    let never_cancel = &mut |_: &Progress| Control::Continue;
+    let never_cancel = &mut |_: &Progress| Flow::Continue;
     let (expected, _) = annotator.apply(&picture, 64, 64, never_cancel).unwrap();
 
     let signal = CancelSignal::default();

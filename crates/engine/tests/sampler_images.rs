@@ -12,12 +12,11 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use common::{Collect, case_request, fixture_image, load_demo_model};
+use common::{Collect, case_request, fixture_image, load_demo_model, txt2img};
 use image::RgbImage;
 use ndarray::{Array2, ArrayD, Axis, concatenate};
 use pigment_engine::image::decoded_to_rgb;
 use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::txt2img;
 use pigment_engine::rng::TorchGenerator;
 use pigment_engine::schedulers::{BatchNoise, create_scheduler, parse_sampler};
 use serde_json::Value;

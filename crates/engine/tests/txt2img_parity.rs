@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::{Collect, case_request, fixture_image, load_demo_model};
+use common::{Collect, case_request, fixture_image, load_demo_model, txt2img};
 use pigment_engine::Result;
 use pigment_engine::image::InfoText;
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
+use pigment_engine::pipeline::{Flow, GenerateRequest, GeneratedImage, GenerationObserver, Progress};
 use pigment_engine::schedulers::parse_sampler;
 
 const MAX_PIXEL_DIFFERENCE: i32 = 3;
@@ -90,11 +90,11 @@ fn cancelling_stops_between_steps_and_keeps_finished_images() {
         images: usize,
     }
     impl GenerationObserver for CancelAfter {
-        fn progress(&mut self, progress: &Progress) -> Control {
+        fn progress(&mut self, progress: &Progress) -> Flow {
             if progress.stage == pigment_engine::pipeline::Stage::Denoising {
                 self.seen += 1;
             }
-            if self.seen >= self.steps { Control::Cancel } else { Control::Continue }
+            if self.seen >= self.steps { Flow::Cancel } else { Flow::Continue }
         }
         fn image(&mut self, _: GeneratedImage) -> Result<()> {
             self.images += 1;

@@ -3,7 +3,7 @@
 //! `cargo run --release -p pigment-server --example api_overhead -- [PIGMENT_BINARY] [RUNS] [STEPS] [SIZE]`
 //! (default target/release/pigment, 20 runs of 20 steps at 64x64 on the demo model).
 //!
-//! 1. The engine in this process, as `pigment generate` runs it once its model is loaded: `txt2img`, then the PNG
+//! 1. The engine in this process, as `pigment generate` runs it once its model is loaded: `generate`, then the PNG
 //!    with its parameters written (atomically, as the CLI saves).
 //! 2. A `pigment serve` process (the real binary): its resident memory once idle, then the same request through
 //!    `POST /sdapi/v1/txt2img`, timed at the client (JSON, queue, generation, PNG + base64, HTTP).
@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use pigment_engine::image::{PARAMETERS_KEY, write_png_atomically};
 use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
+use pigment_engine::pipeline::{
+    Flow, GenerateRequest, GeneratedImage, Generation, GenerationObserver, Progress, Resources, generate,
+};
 use pigment_engine::runtime::{Runtime, RuntimeOptions};
 use pigment_engine::schedulers::{Sampler, SigmaSchedule};
 use serde_json::json;
@@ -25,8 +27,8 @@ use serde_json::json;
 struct SaveLikeTheCli(Option<PathBuf>);
 
 impl GenerationObserver for SaveLikeTheCli {
-    fn progress(&mut self, _: &Progress) -> Control {
-        Control::Continue
+    fn progress(&mut self, _: &Progress) -> Flow {
+        Flow::Continue
     }
     fn image(&mut self, image: GeneratedImage) -> pigment_engine::Result<()> {
         let Some(path) = &self.0 else { return Ok(()) };
@@ -62,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size: u32 = args.next().map_or(Ok(64), |a| a.parse())?;
     let model_folder = root.join("models/tiny-sd");
     let scratch = tempfile::tempdir()?;
-    let request = GenerateRequest {
+    let txt2img = Generation::text(GenerateRequest {
         prompt: "a photo of a cat".into(),
         seed: Some(1),
         steps,
@@ -71,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         width: size,
         height: size,
         ..GenerateRequest::default()
-    };
+    });
     println!("demo model, {size}x{size}, {steps} steps, Euler, {runs} runs each after one warm-up");
 
     let mut server = Command::new(&binary)
@@ -103,10 +105,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut engine, mut generation, mut api) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..=runs {
         let started = Instant::now();
-        txt2img(&mut model, &request, &mut keeping_nothing)?;
+        generate(Resources::new(&mut model), &txt2img, &mut keeping_nothing)?;
         let generation_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = Instant::now();
-        txt2img(&mut model, &request, &mut saving)?;
+        generate(Resources::new(&mut model), &txt2img, &mut saving)?;
         let engine_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = Instant::now();
         tokio.block_on(async {

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use image::RgbImage;
-use pigment_engine::pipeline::{GenerateRequest, GeneratedImage, HiresFix, Img2ImgRequest, InpaintRequest};
+use pigment_engine::pipeline::{GeneratedImage, Generation};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -17,37 +17,17 @@ pub enum Job {
     Generate {
         /// The model to run on (an `sd_model_checkpoint` override); `None` keeps the loaded one.
         model: Option<String>,
-        work: Generation,
+        /// Boxed: a generation with its pictures is much larger than the other jobs.
+        generation: Box<Generation>,
+        /// The upscaler model of the hires fix, by its name in [`Backend::upscalers`], when the fix upscales with a
+        /// model ([`pigment_engine::pipeline::HiresUpscaler::Model`]).
+        hires_upscaler: Option<String>,
     },
     /// Extras: `image` brought to `width` x `height` by `upscaler` (a name from [`Backend::upscalers`]; `None`
     /// is Lanczos).
     Upscale { image: RgbImage, width: u32, height: u32, upscaler: Option<String> },
     /// Loads the model of this title or name from [`Backend::models`] (the `sd_model_checkpoint` option).
     SwitchModel { name: String },
-}
-
-#[derive(Debug, Clone)]
-pub enum Generation {
-    Txt2Img { request: GenerateRequest, hires: Option<Hires> },
-    Img2Img(Img2ImgRequest),
-    Inpaint(InpaintRequest),
-}
-
-impl Generation {
-    pub fn generate(&self) -> &GenerateRequest {
-        match self {
-            Generation::Txt2Img { request, .. } => request,
-            Generation::Img2Img(request) => &request.generate,
-            Generation::Inpaint(request) => &request.generate,
-        }
-    }
-}
-
-/// The hires fix of a txt2img job, with the upscaler model's name when [`HiresFix::upscaler`] is a model.
-#[derive(Debug, Clone)]
-pub struct Hires {
-    pub fix: HiresFix,
-    pub upscaler_model: Option<String>,
 }
 
 #[derive(Debug)]

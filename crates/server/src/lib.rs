@@ -25,7 +25,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 pub use auth::{Credentials, CredentialsError};
-pub use backend::{Backend, Generation, Hires, Job, JobOutput, JobResult, ModelEntry, ProgressSnapshot, UpscalerEntry};
+pub use backend::{Backend, Job, JobOutput, JobResult, ModelEntry, ProgressSnapshot, UpscalerEntry};
 pub use error::ApiError;
 pub use local::{LocalBackend, LocalBackendOptions};
 

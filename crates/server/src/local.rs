@@ -13,13 +13,16 @@ use pigment_engine::EngineError;
 use pigment_engine::image::latents_to_rgb;
 use pigment_engine::model::{CancelSignal, LoadedModel, UpscalerSession};
 use pigment_engine::pipeline::{
-    Control, GenerateSummary, GeneratedImage, GenerationObserver, Img2ImgRequest, InpaintRequest, Progress, Stage,
-    UpscaleTiling, img2img, inpaint, txt2img, txt2img_hires, upscale,
+    Flow, GeneratedImage, Generation, GenerationObserver, Progress, Resources, Source, Stage, UpscaleTiling, generate,
+    upscale,
 };
 use pigment_engine::runtime::Runtime;
+use pigment_studio::catalog::subfolders_with;
+use pigment_studio::titles::model_name;
+use pigment_studio::{ModelCatalog, ModelSlot};
 use tokio::sync::oneshot;
 
-use crate::backend::{Backend, Generation, Job, JobOutput, JobResult, ModelEntry, ProgressSnapshot, UpscalerEntry};
+use crate::backend::{Backend, Job, JobOutput, JobResult, ModelEntry, ProgressSnapshot, UpscalerEntry};
 use crate::error::ApiError;
 
 pub struct LocalBackendOptions {
@@ -71,11 +74,12 @@ pub struct LocalBackend {
 impl LocalBackend {
     /// Starts the worker and loads the model on it; returns once the model is loaded (or failed to load).
     pub fn start(options: LocalBackendOptions) -> Result<LocalBackend, ApiError> {
-        let catalog = Catalog {
-            model: options.model.clone(),
+        let models = ModelCatalog {
+            bundled: Some(options.model.clone()),
             models_folder: options.models_folder,
-            upscalers_folder: options.upscalers_folder,
+            added: Vec::new(),
         };
+        let catalog = Catalog { models, upscalers_folder: options.upscalers_folder };
         let shared = Arc::new(Shared {
             state: Mutex::new(ProgressSnapshot::default()),
             interrupt: AtomicBool::new(false),
@@ -103,7 +107,7 @@ impl LocalBackend {
                     runtime: options.runtime,
                     catalog: worker_catalog,
                     shared: worker_shared,
-                    model: Some(model),
+                    model: ModelSlot::with(model),
                     upscaler: None,
                 };
                 worker.serve(receiver);
@@ -183,8 +187,8 @@ impl Backend for LocalBackend {
 
     fn current_model(&self) -> Option<ModelEntry> {
         let current = self.shared.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let wanted = canonical(&current);
-        self.catalog.models().into_iter().find(|(_, path)| canonical(path) == wanted).map(|(entry, _)| entry)
+        let wanted = self.catalog.models.entry_for(&current)?;
+        self.catalog.models().into_iter().find(|(_, path)| *path == wanted.path).map(|(entry, _)| entry)
     }
 
     fn upscalers(&self) -> Vec<UpscalerEntry> {
@@ -192,51 +196,32 @@ impl Backend for LocalBackend {
     }
 }
 
-fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
 /// The models and upscalers on disk, read again at every listing (a model copied in shows up without a restart).
 #[derive(Clone)]
 struct Catalog {
-    model: PathBuf,
-    models_folder: Option<PathBuf>,
+    /// The start model first, then the models folder's model folders by name; those that can be used.
+    models: ModelCatalog,
     upscalers_folder: Option<PathBuf>,
 }
 
 impl Catalog {
-    /// The start model first, then the models folder's model folders (those with `model_index.json`) by name.
     fn models(&self) -> Vec<(ModelEntry, PathBuf)> {
-        let mut paths = vec![self.model.clone()];
-        paths.extend(subfolders_with(self.models_folder.as_deref(), "model_index.json"));
-        let mut seen = Vec::new();
-        let mut entries = Vec::new();
-        for path in paths {
-            let key = canonical(&path);
-            let name = folder_name(&path);
-            if seen.contains(&key) || entries.iter().any(|(e, _): &(ModelEntry, PathBuf)| e.model_name == name) {
-                continue;
-            }
-            seen.push(key);
-            let entry =
-                ModelEntry { title: name.clone(), model_name: name, hash: None, filename: path.display().to_string() };
-            entries.push((entry, path));
-        }
-        entries
+        let entry = |name: String, path: &Path| ModelEntry {
+            title: name.clone(),
+            model_name: name,
+            hash: None,
+            filename: path.display().to_string(),
+        };
+        self.models.usable_models().into_iter().map(|model| (entry(model.name, &model.path), model.path)).collect()
     }
 
-    /// A model by A1111 title or name, case-insensitive; a " [hash]" suffix and a checkpoint extension are ignored
-    /// (clients send what another server listed).
+    /// A model by the title a client sends ([`pigment_studio::titles`]).
     fn find_model(&self, name: &str) -> Result<PathBuf, ApiError> {
-        let wanted = strip_title(name);
-        let models = self.models();
-        models.iter().find(|(entry, _)| strip_title(&entry.title) == wanted).map(|(_, path)| path.clone()).ok_or_else(
-            || ApiError::NotFound {
-                what: "model",
-                name: name.into(),
-                known: models.iter().map(|(e, _)| e.title.as_str()).collect::<Vec<_>>().join(", "),
-            },
-        )
+        self.models.find(name).map(|model| model.path).map_err(|known| ApiError::NotFound {
+            what: "model",
+            name: name.into(),
+            known: known.join(", "),
+        })
     }
 
     fn upscalers(&self) -> Vec<(UpscalerEntry, PathBuf)> {
@@ -244,7 +229,7 @@ impl Catalog {
             .into_iter()
             .map(|path| {
                 let entry = UpscalerEntry {
-                    name: folder_name(&path),
+                    name: model_name(&path),
                     model_path: Some(path.join("model.onnx").display().to_string()),
                     // Measured when the model loads (engine's probe), not known from the listing.
                     scale: None,
@@ -272,35 +257,12 @@ impl Catalog {
     }
 }
 
-fn strip_title(title: &str) -> String {
-    let title = title.trim();
-    let title = match title.rfind(" [") {
-        Some(at) if title.ends_with(']') => &title[..at],
-        _ => title,
-    };
-    let title = [".safetensors", ".ckpt"].iter().fold(title, |t, ext| t.strip_suffix(ext).unwrap_or(t));
-    title.to_lowercase()
-}
-
-fn folder_name(path: &Path) -> String {
-    canonical(path).file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
-}
-
-/// The subfolders of `folder` that hold `marker`, sorted by name.
-fn subfolders_with(folder: Option<&Path>, marker: &str) -> Vec<PathBuf> {
-    let Some(Ok(entries)) = folder.map(std::fs::read_dir) else { return Vec::new() };
-    let mut found: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join(marker).is_file()).collect();
-    found.sort();
-    found
-}
-
 /// The worker thread's side: the model, the last upscaler used, and the runtime to load others.
 struct Worker {
     runtime: Runtime,
     catalog: Catalog,
     shared: Arc<Shared>,
-    model: Option<LoadedModel>,
+    model: ModelSlot,
     upscaler: Option<(PathBuf, UpscalerSession)>,
 }
 
@@ -329,7 +291,7 @@ impl Worker {
         self.shared.skip.store(false, Ordering::SeqCst);
         self.shared.stop_run.store(false, Ordering::SeqCst);
         let (label, batches) = match job {
-            Job::Generate { work: Generation::Txt2Img { .. }, .. } => ("txt2img", job_batches(job)),
+            Job::Generate { generation, .. } if generation.source == Source::Text => ("txt2img", job_batches(job)),
             Job::Generate { .. } => ("img2img", job_batches(job)),
             Job::Upscale { .. } => ("extras", 1),
             Job::SwitchModel { .. } => ("load model", 1),
@@ -356,11 +318,11 @@ impl Worker {
                 self.switch_model(&name)?;
                 Ok(JobOutput::ModelSwitched)
             }
-            Job::Generate { model, work } => {
+            Job::Generate { model, generation, hires_upscaler } => {
                 if let Some(name) = model {
                     self.switch_model(&name)?;
                 }
-                self.generate(&work)
+                self.generate(&generation, hires_upscaler.as_deref())
             }
             Job::Upscale { image, width, height, upscaler } => {
                 if let Some(name) = &upscaler {
@@ -377,33 +339,20 @@ impl Worker {
                     state.sampling_step = progress.step;
                     state.sampling_steps = progress.steps;
                     drop(state);
-                    if shared.stop_requested() { Control::Cancel } else { Control::Continue }
+                    if shared.stop_requested() { Flow::Cancel } else { Flow::Continue }
                 });
                 Ok(JobOutput::Upscaled { image: result?, upscaler: name })
             }
         }
     }
 
-    /// Loads the model `name` names unless it is the loaded one. The old model is freed first (two large models may
-    /// not fit together) and loaded again if the new one fails.
+    /// Loads the model `name` names unless it is the loaded one ([`ModelSlot`]'s rule: on a failed load the old
+    /// model is back).
     fn switch_model(&mut self, name: &str) -> Result<(), ApiError> {
         let path = self.catalog.find_model(name)?;
-        let wanted = canonical(&path);
-        if self.model.as_ref().is_some_and(|m| canonical(&m.folder.root) == wanted) {
-            return Ok(());
-        }
-        let previous = self.model.take().map(|m| m.folder.root.clone());
-        match LoadedModel::open(&self.runtime, &path) {
-            Ok(model) => {
-                self.model = Some(model);
-                *self.shared.current.lock().unwrap_or_else(|p| p.into_inner()) = path;
-                Ok(())
-            }
-            Err(error) => {
-                self.model = previous.and_then(|old| LoadedModel::open(&self.runtime, &old).ok());
-                Err(error.into())
-            }
-        }
+        self.model.model(&self.runtime, &path, |_| {})?;
+        *self.shared.current.lock().unwrap_or_else(|p| p.into_inner()) = path;
+        Ok(())
     }
 
     fn load_upscaler(&mut self, name: &str) -> Result<(), ApiError> {
@@ -417,49 +366,33 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs the batches of `work` one at a time (image i of batch k keeps seed + k * batch_size + i), so a skip
-    /// drops the current batch only.
-    fn generate(&mut self, work: &Generation) -> JobResult {
-        let base = work.generate().clone();
-        let hires_upscaler = match work {
-            Generation::Txt2Img { hires: Some(hires), .. } => hires.upscaler_model.clone(),
-            _ => None,
-        };
-        if let Some(name) = &hires_upscaler {
+    /// Runs the batches of `generation` one at a time (image i of batch k keeps seed + k * batch_size + i), so a
+    /// skip drops the current batch only.
+    fn generate(&mut self, generation: &Generation, hires_upscaler: Option<&str>) -> JobResult {
+        if let Some(name) = hires_upscaler {
             self.load_upscaler(name)?;
         }
+        let base = &generation.params;
         let mut images = Vec::new();
         let mut first_seed = base.seed;
         for batch in 0..base.batch_count {
-            let mut one = base.clone();
+            let mut one = generation.clone();
             if base.batch_count > 1 {
-                one.batch_count = 1;
-                one.seed = first_seed.map(|seed| seed + (batch * base.batch_size) as u64);
+                one.params.batch_count = 1;
+                one.params.seed = first_seed.map(|seed| seed + (batch * base.batch_size) as u64);
             }
             self.shared.state().job_no = batch;
-            let model = self.model.as_mut().ok_or_else(|| {
+            let model = self.model.loaded_mut().ok_or_else(|| {
                 ApiError::Internal("no model is loaded (the last model switch failed); choose a model".into())
             })?;
             model.watch_cancel(Some(CancelSignal::from(self.shared.stop_run.clone())))?;
             let mut observer =
                 ApiObserver { shared: &self.shared, images: &mut images, index_offset: batch * base.batch_size };
-            let result: pigment_engine::Result<GenerateSummary> = match work {
-                Generation::Txt2Img { hires: None, .. } => txt2img(model, &one, &mut observer),
-                Generation::Txt2Img { hires: Some(hires), .. } => {
-                    let upscaler = match hires_upscaler {
-                        Some(_) => self.upscaler.as_mut().map(|(_, session)| session),
-                        None => None,
-                    };
-                    txt2img_hires(model, &one, &hires.fix, upscaler, &mut observer)
-                }
-                Generation::Img2Img(request) => {
-                    img2img(model, &Img2ImgRequest { generate: one, ..request.clone() }, &mut observer)
-                }
-                Generation::Inpaint(request) => {
-                    inpaint(model, &InpaintRequest { generate: one, ..request.clone() }, &mut observer)
-                }
+            let upscaler = match hires_upscaler {
+                Some(_) => self.upscaler.as_mut().map(|(_, session)| session),
+                None => None,
             };
-            match result {
+            match generate(Resources::new(model).with_upscaler(upscaler), &one, &mut observer) {
                 Ok(summary) => first_seed = first_seed.or(summary.seeds.first().copied()),
                 Err(EngineError::Cancelled) if !self.shared.interrupt.load(Ordering::SeqCst) => {
                     // Skipped: on with the next batch.
@@ -476,7 +409,7 @@ impl Worker {
 
 fn job_batches(job: &Job) -> usize {
     match job {
-        Job::Generate { work, .. } => work.generate().batch_count,
+        Job::Generate { generation, .. } => generation.params.batch_count,
         _ => 1,
     }
 }
@@ -506,13 +439,13 @@ struct ApiObserver<'a> {
 }
 
 impl GenerationObserver for ApiObserver<'_> {
-    fn progress(&mut self, progress: &Progress) -> Control {
+    fn progress(&mut self, progress: &Progress) -> Flow {
         if progress.stage == Stage::Denoising {
             let mut state = self.shared.state();
             state.sampling_step = progress.step;
             state.sampling_steps = progress.steps;
         }
-        if self.shared.stop_requested() { Control::Cancel } else { Control::Continue }
+        if self.shared.stop_requested() { Flow::Cancel } else { Flow::Continue }
     }
 
     fn preview(&mut self, _step: usize, _steps: usize, latents: &ndarray::ArrayD<f32>) {
@@ -530,13 +463,6 @@ impl GenerationObserver for ApiObserver<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn titles_match_without_hash_extension_or_case() {
-        assert_eq!(strip_title("Tiny-SD [0123abcd]"), "tiny-sd");
-        assert_eq!(strip_title("tiny-sd.safetensors"), "tiny-sd");
-        assert_eq!(strip_title(" tiny-sd "), "tiny-sd");
-    }
 
     #[test]
     fn the_timestamp_is_a1111s_format() {

@@ -5,14 +5,14 @@
 use image::RgbImage;
 use pigment_engine::image::{InfoText, ResizeMode};
 use pigment_engine::pipeline::{
-    DEFAULT_HIRES_STRENGTH, DEFAULT_IMG2IMG_STRENGTH, GenerateRequest, GeneratedImage, HiresFix, HiresUpscaler,
-    Img2ImgRequest, InpaintArea, InpaintRequest, MaskedContent,
+    DEFAULT_HIRES_STRENGTH, DEFAULT_IMG2IMG_STRENGTH, GenerateRequest, GeneratedImage, Generation, HiresFix,
+    HiresUpscaler, ImageSource, InpaintArea, InpaintSource, MaskedContent, Source,
 };
-use pigment_engine::schedulers::{SigmaSchedule, parse_sampler};
+use pigment_engine::schedulers::choose_sampler;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::backend::{Generation, Hires, Job};
+use crate::backend::Job;
 use crate::error::ApiError;
 use crate::images::{decode_mask, decode_picture};
 
@@ -159,19 +159,7 @@ impl GenerationBody {
             .flatten()
             .find(|n| !n.trim().is_empty())
             .map_or("Euler a", |n| n.as_str());
-        let (sampler, mut schedule) = parse_sampler(name)?;
-        if let Some(wanted) = self.scheduler.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            let wanted: SigmaSchedule = wanted.parse()?;
-            if wanted != SigmaSchedule::Automatic {
-                if schedule != SigmaSchedule::Automatic && schedule != wanted {
-                    return Err(ApiError::field(
-                        "scheduler",
-                        format!("sampler {name:?} already names the {} schedule", schedule.display_name()),
-                    ));
-                }
-                schedule = wanted;
-            }
-        }
+        let (sampler, schedule) = choose_sampler(name, self.scheduler.as_deref())?;
         let seed = match self.seed {
             -1 => None,
             seed if seed < 0 => return Err(ApiError::field("seed", format!("{seed}: expected -1 or 0 and above"))),
@@ -189,7 +177,6 @@ impl GenerationBody {
             height: self.height,
             batch_size: self.batch_size,
             batch_count: self.n_iter,
-            ..GenerateRequest::default()
         };
         request.validate()?;
         Ok(request)
@@ -229,12 +216,17 @@ impl GenerationBody {
     }
 
     pub fn txt2img_job(&self) -> Result<Job, ApiError> {
-        let request = self.generate_request()?;
-        let hires = if self.enable_hr { Some(self.hires(&request)?) } else { None };
-        Ok(Job::Generate { model: self.model_override()?, work: Generation::Txt2Img { request, hires } })
+        let params = self.generate_request()?;
+        let (hires, hires_upscaler) = match self.enable_hr {
+            true => self.hires(&params).map(|(fix, upscaler)| (Some(fix), upscaler))?,
+            false => (None, None),
+        };
+        let generation = Generation { hires, ..Generation::text(params) };
+        Ok(Job::Generate { model: self.model_override()?, generation: Box::new(generation), hires_upscaler })
     }
 
-    fn hires(&self, request: &GenerateRequest) -> Result<Hires, ApiError> {
+    /// The hires fix, and the upscaler model's name when it upscales with one.
+    fn hires(&self, request: &GenerateRequest) -> Result<(HiresFix, Option<String>), ApiError> {
         let (width, height) = (f64::from(request.width), f64::from(request.height));
         let scale = match (self.hr_resize_x, self.hr_resize_y) {
             (0, 0) => self.hr_scale,
@@ -262,12 +254,12 @@ impl GenerationBody {
             steps: (self.hr_second_pass_steps > 0).then_some(self.hr_second_pass_steps),
         };
         fix.validate(request)?;
-        Ok(Hires { fix, upscaler_model })
+        Ok((fix, upscaler_model))
     }
 
     /// An img2img job, or an inpainting one when a mask is given.
     pub fn img2img_job(&self) -> Result<Job, ApiError> {
-        let generate = self.generate_request()?;
+        let params = self.generate_request()?;
         let first = self
             .init_images
             .as_ref()
@@ -283,9 +275,10 @@ impl GenerationBody {
         };
         let model = self.model_override()?;
         let Some(mask) = self.mask.as_deref().filter(|m| !m.trim().is_empty()) else {
-            let request = Img2ImgRequest { strength, resize_mode, ..Img2ImgRequest::new(generate, picture) };
-            request.validate()?;
-            return Ok(Job::Generate { model, work: Generation::Img2Img(request) });
+            let source = ImageSource { strength, resize_mode, ..ImageSource::new(picture) };
+            let generation = Generation::from_source(params, Source::Image(source));
+            generation.validate()?;
+            return Ok(Job::Generate { model, generation: Box::new(generation), hires_upscaler: None });
         };
         let mask = decode_mask("mask", mask)?;
         let masked_content = match self.inpainting_fill.unwrap_or(0) {
@@ -301,17 +294,18 @@ impl GenerationBody {
         } else {
             InpaintArea::WholePicture
         };
-        let request = InpaintRequest {
+        let source = InpaintSource {
             strength,
             resize_mode,
             mask_blur: self.mask_blur.unwrap_or(4),
             invert_mask: self.inpainting_mask_invert.unwrap_or(false),
             masked_content,
             area,
-            ..InpaintRequest::new(generate, picture, mask)
+            ..InpaintSource::new(picture, mask)
         };
-        request.validate()?;
-        Ok(Job::Generate { model, work: Generation::Inpaint(request) })
+        let generation = Generation::from_source(params, Source::Inpaint(source));
+        generation.validate()?;
+        Ok(Job::Generate { model, generation: Box::new(generation), hires_upscaler: None })
     }
 
     /// The `parameters` echo: the request with defaults filled in; the images left out unless asked for, as A1111.
@@ -496,6 +490,9 @@ pub struct ProgressQuery {
 
 #[cfg(test)]
 mod tests {
+    use pigment_engine::EngineError;
+    use pigment_engine::schedulers::SigmaSchedule;
+
     use super::*;
 
     fn body(json: Value) -> GenerationBody {
@@ -512,15 +509,19 @@ mod tests {
     }
 
     #[test]
-    fn sampler_and_scheduler_combine_and_conflicts_name_the_field() {
+    fn sampler_and_scheduler_combine_as_a1111_and_bad_ones_name_the_field() {
         let request = body(json!({"sampler_name": "DPM++ 2M", "scheduler": "Karras"})).generate_request().unwrap();
         assert_eq!(request.schedule, SigmaSchedule::Karras);
         let request = body(json!({"sampler_index": "euler", "scheduler": "automatic"})).generate_request().unwrap();
         assert_eq!(request.sampler.display_name(), "Euler");
-        let error = body(json!({"sampler_name": "DPM++ 2M Karras", "scheduler": "exponential"}))
-            .generate_request()
-            .unwrap_err();
-        assert!(matches!(&error, ApiError::InvalidField { field, .. } if field == "scheduler"), "{error}");
+        // A schedule in the sampler's name wins over the scheduler field (A1111's get_sampler_and_scheduler).
+        let request =
+            body(json!({"sampler_name": "DPM++ 2M Karras", "scheduler": "exponential"})).generate_request().unwrap();
+        assert_eq!(request.schedule, SigmaSchedule::Karras);
+        // The engine's "schedule" is the API's `scheduler` field (error.rs).
+        let error = body(json!({"sampler_name": "DDIM", "scheduler": "Karras"})).generate_request().unwrap_err();
+        let schedule = |e: &ApiError| matches!(e, ApiError::Engine(EngineError::InvalidParameter { name, .. }) if *name == "schedule");
+        assert!(schedule(&error), "{error}");
         let error = body(json!({"sampler_name": "Nope"})).generate_request().unwrap_err();
         assert!(error.to_string().contains("unknown sampler \"Nope\""), "{error}");
     }
@@ -539,17 +540,15 @@ mod tests {
     fn hires_resize_becomes_a_scale_and_upscaler_names_map() {
         let parsed = body(json!({"width": 64, "height": 64, "enable_hr": true, "hr_resize_x": 128,
             "hr_upscaler": "Latent (nearest)", "denoising_strength": 0.5}));
-        let Job::Generate { work: Generation::Txt2Img { hires: Some(hires), .. }, .. } = parsed.txt2img_job().unwrap()
-        else {
-            panic!("expected a hires txt2img job")
-        };
-        assert_eq!((hires.fix.scale, hires.fix.strength, hires.fix.upscaler), (2.0, 0.5, HiresUpscaler::Latent));
+        let Job::Generate { generation, .. } = parsed.txt2img_job().unwrap() else { panic!("expected a generation") };
+        let Some(hires) = generation.hires else { panic!("expected a hires txt2img job") };
+        assert_eq!((hires.scale, hires.strength, hires.upscaler), (2.0, 0.5, HiresUpscaler::Latent));
         let parsed = body(json!({"width": 64, "height": 64, "enable_hr": true, "hr_upscaler": "tiny-esrgan-x2"}));
-        let Job::Generate { work: Generation::Txt2Img { hires: Some(hires), .. }, .. } = parsed.txt2img_job().unwrap()
-        else {
-            panic!("expected a hires txt2img job")
+        let Job::Generate { generation, hires_upscaler, .. } = parsed.txt2img_job().unwrap() else {
+            panic!("expected a generation")
         };
-        assert_eq!(hires.upscaler_model.as_deref(), Some("tiny-esrgan-x2"));
+        assert!(generation.hires.is_some(), "expected a hires txt2img job");
+        assert_eq!(hires_upscaler.as_deref(), Some("tiny-esrgan-x2"));
     }
 
     #[test]

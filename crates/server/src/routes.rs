@@ -16,7 +16,9 @@ use pigment_engine::schedulers::{Sampler, SigmaSchedule};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::backend::{Backend, Generation, Job, JobOutput};
+use pigment_engine::pipeline::Generation;
+
+use crate::backend::{Backend, Job, JobOutput};
 use crate::error::ApiError;
 use crate::images::{encode_png_base64, png_parameters};
 use crate::models::{ExtrasBody, GenerationBody, PngInfoBody, ProgressQuery, info_json, parameters_object};
@@ -81,7 +83,7 @@ async fn generate(
 ) -> ApiResult {
     let (body, job) = blocking(move || job(&body).map(|job| (body, job))).await?;
     let request: GenerateRequest = generation_of(&job)
-        .map(|work| work.generate().clone())
+        .map(|generation| generation.params.clone())
         .ok_or_else(|| ApiError::Internal("a generation body made another kind of job".into()))?;
     let JobOutput::Images { images, .. } = run(&state, job).await? else {
         return Err(ApiError::Internal("the backend answered a generation with something else".into()));
@@ -280,7 +282,7 @@ pub async fn scripts() -> Json<Value> {
 
 fn generation_of(job: &Job) -> Option<&Generation> {
     match job {
-        Job::Generate { work, .. } => Some(work),
+        Job::Generate { generation, .. } => Some(generation),
         _ => None,
     }
 }

@@ -9,7 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 use image::{GrayImage, RgbImage};
 use pigment_engine::image::{InfoText, PARAMETERS_KEY, read_png_text};
 use pigment_engine::model::LoadedModel;
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, txt2img};
+use pigment_engine::pipeline::{
+    Flow, GenerateRequest, GeneratedImage, Generation, GenerationObserver, Progress, Resources, generate,
+};
 use pigment_engine::runtime::{Runtime, RuntimeOptions};
 use pigment_server::{Credentials, LocalBackend, LocalBackendOptions, ServerConfig, openapi, router, serve};
 use reqwest::StatusCode;
@@ -103,8 +105,8 @@ fn info(answer: &Value) -> Value {
 struct Collect(Vec<GeneratedImage>);
 
 impl GenerationObserver for Collect {
-    fn progress(&mut self, _: &Progress) -> Control {
-        Control::Continue
+    fn progress(&mut self, _: &Progress) -> Flow {
+        Flow::Continue
     }
     fn image(&mut self, image: GeneratedImage) -> pigment_engine::Result<()> {
         self.0.push(image);
@@ -138,7 +140,7 @@ async fn txt2img_answers_in_a1111_shape_with_the_engines_pixels() {
     let direct = tokio::task::spawn_blocking(move || {
         let mut model = LoadedModel::open(&runtime(), &repo().join("models/tiny-sd")).unwrap();
         let mut collect = Collect(Vec::new());
-        txt2img(&mut model, &request, &mut collect).unwrap();
+        generate(Resources::new(&mut model), &Generation::text(request), &mut collect).unwrap();
         collect.0
     })
     .await

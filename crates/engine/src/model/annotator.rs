@@ -20,10 +20,10 @@ use serde::Deserialize;
 
 use super::folder::{files_in, folder_name};
 use super::io::{self, TensorSpec};
-use super::run_cancel::CancelSignal;
 use super::sessions::ComponentSession;
 use crate::error::{EngineError, Result};
 use crate::model::LoadedModel;
+use crate::progress::CancelSignal;
 use crate::runtime::Runtime;
 
 /// The models folder's subfolder that holds the annotator folders.

@@ -1,5 +1,5 @@
-//! ControlNet and T2I-Adapter models, and the base model's UNet that takes their residuals (DESIGN.md, "Model
-//! folders"). A ControlNet folder holds `model.onnx` (inputs `sample`, `timestep`, `encoder_hidden_states`,
+//! ControlNet and T2I-Adapter models, and the base model's UNet that takes their residuals (ARCHITECTURE.md,
+//! "Model folders"). A ControlNet folder holds `model.onnx` (inputs `sample`, `timestep`, `encoder_hidden_states`,
 //! `controlnet_cond`, optionally `conditioning_scale`; outputs `down_block_{i}_additional_residual` and
 //! `mid_block_additional_residual`); an adapter folder `model.onnx` (input `image`, outputs `adapter_feature_{i}`);
 //! the base model carries `unet_controlnet/` and `unet_adapter/`: its UNet with those residuals as extra inputs.

@@ -20,13 +20,13 @@
 //! ```no_run
 //! use std::path::Path;
 //! use pigment_engine::model::fp16::fp16_variant;
-//! use pigment_engine::pipeline::Control;
+//! use pigment_engine::progress::Flow;
 //!
 //! let unet = Path::new("models/sd15/unet/model.onnx");
 //! let cache = Path::new("/home/me/.cache/pigment");
 //! let fp16_unet = fp16_variant(unet, cache, |done, total| {
 //!     println!("converting the UNet: {done} of {total} bytes");
-//!     Control::Continue
+//!     Flow::Continue
 //! })?;
 //! // `fp16_unet` is `<cache>/fp16/<entry>/model.onnx`: load it in place of the fp32 graph.
 //! # Ok::<(), pigment_engine::EngineError>(())
@@ -44,7 +44,7 @@ use protobuf::{EnumOrUnknown, Message, MessageField};
 use sha2::{Digest, Sha256};
 
 use crate::error::{EngineError, Result};
-use crate::pipeline::Control;
+use crate::progress::Flow;
 
 use super::onnx_proto::onnx::attribute_proto::AttributeType;
 use super::onnx_proto::onnx::tensor_proto::DataLocation;
@@ -94,30 +94,7 @@ mod data_type {
     }
 }
 
-/// What stops a conversion; carried by [`EngineError::Fp16Conversion`] with the file it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Fp16Problem {
-    #[error("not an ONNX model ({reason})")]
-    NotOnnx { reason: String },
-    #[error("its weights are already float16")]
-    AlreadyFp16,
-    #[error("it has no float32 weights to convert")]
-    NoFloatWeights,
-    #[error("node {node:?} ({op_type}) holds a subgraph; If, Loop and Scan bodies are not converted")]
-    Subgraph { node: String, op_type: String },
-    #[error("it defines local functions ({names}), which the converter does not handle")]
-    LocalFunctions { names: String },
-    #[error("it has sparse initializers ({names}), which the converter does not handle")]
-    SparseInitializers { names: String },
-    #[error("tensor {tensor:?}: {reason}")]
-    InvalidTensor { tensor: String, reason: String },
-    #[error("the weights of {tensor:?} in {file}: {reason}")]
-    ExternalData { tensor: String, file: PathBuf, reason: String },
-    #[error("the converted graph would be {bytes} bytes, over protobuf's 2 GiB limit")]
-    TooLarge { bytes: u64 },
-    #[error("{destination} already exists")]
-    DestinationExists { destination: PathBuf },
-}
+pub use crate::error::Fp16Problem;
 
 /// Why a node stays in fp32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -172,13 +149,13 @@ pub struct Fp16Summary {
 /// source gets a new entry, and the entries of its older versions are removed. An entry appears only complete
 /// (written in a temporary folder, then renamed), so an interrupted conversion never leaves one that looks done.
 ///
-/// `progress` gets (weight bytes done, total) after each tensor; returning [`Control::Cancel`] stops the conversion
+/// `progress` gets (weight bytes done, total) after each tensor; returning [`Flow::Cancel`] stops the conversion
 /// with [`EngineError::Cancelled`] (as a cancelled generation: the CLI and the app already treat it as such) and
 /// leaves nothing behind. It is not called when the cache answers.
 pub fn fp16_variant(
     component_model: &Path,
     cache_dir: &Path,
-    progress: impl FnMut(u64, u64) -> Control,
+    progress: impl FnMut(u64, u64) -> Flow,
 ) -> Result<PathBuf> {
     let identity = SourceIdentity::of(component_model)?;
     let root = cache_dir.join("fp16");
@@ -203,7 +180,7 @@ pub fn fp16_variant(
 pub fn convert_to_fp16(
     source_model: &Path,
     destination: &Path,
-    mut progress: impl FnMut(u64, u64) -> Control,
+    mut progress: impl FnMut(u64, u64) -> Flow,
 ) -> Result<Fp16Summary> {
     let problem = |problem| EngineError::Fp16Conversion { path: source_model.to_path_buf(), problem };
     if destination.exists() {
@@ -223,7 +200,7 @@ pub fn convert_to_fp16(
     Ok(summary)
 }
 
-fn convert_into(source: &Path, folder: &Path, progress: &mut dyn FnMut(u64, u64) -> Control) -> Result<Fp16Summary> {
+fn convert_into(source: &Path, folder: &Path, progress: &mut dyn FnMut(u64, u64) -> Flow) -> Result<Fp16Summary> {
     let problem = |problem| EngineError::Fp16Conversion { path: source.to_path_buf(), problem };
     let file = File::open(source).map_err(|e| read_error(source, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -255,7 +232,7 @@ fn convert_into(source: &Path, folder: &Path, progress: &mut dyn FnMut(u64, u64)
     let total: u64 = graph.initializer.iter().map(source_bytes).sum();
     let mut done = 0;
     let (mut fp16_tensors, mut fp32_tensors) = (0, 0);
-    if progress(0, total) == Control::Cancel {
+    if progress(0, total) == Flow::Cancel {
         return Err(EngineError::Cancelled);
     }
     for tensor in &mut graph.initializer {
@@ -269,7 +246,7 @@ fn convert_into(source: &Path, folder: &Path, progress: &mut dyn FnMut(u64, u64)
         }
         done += source_bytes(tensor);
         store_tensor(tensor, to_fp16, source, &mut external, Some(&mut weights))?;
-        if progress(done, total) == Control::Cancel {
+        if progress(done, total) == Flow::Cancel {
             return Err(EngineError::Cancelled);
         }
     }

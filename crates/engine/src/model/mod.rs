@@ -1,6 +1,6 @@
 //! Model folders in the diffusers/optimum ONNX layout, and the ONNX sessions made from them.
 //!
-//! Names, dtypes and ranks of every input and output are read from the sessions, never assumed (DESIGN.md,
+//! Names, dtypes and ranks of every input and output are read from the sessions, never assumed (ARCHITECTURE.md,
 //! "Model folders"): `input_ids` int32 or int64, `timestep` float32/float16/int64/double of rank 0 or 1, fp16 or
 //! fp32 IO. External weight files (`model.onnx_data`, `weights.pb`) load because ONNX Runtime resolves them next to
 //! the model file.
@@ -17,13 +17,13 @@ mod sessions;
 mod token_embedding;
 mod upscaler;
 
+pub use crate::progress::CancelSignal;
 pub use annotator::{
     ANNOTATORS_FOLDER, AnnotatorKind, DEPTH_ANYTHING_SIZE, DepthConfig, DepthModel, POSE_HEATMAPS, POSE_PAFS, PoseModel,
 };
 pub use controlnet::{AdapterModel, ControlModelFolder, ControlNetModel, ResidualKind, ResidualUnet};
 pub use folder::{Component, ComponentFiles, ModelFolder};
 pub use io::{ElementType, TensorSpec};
-pub use run_cancel::CancelSignal;
 pub use sessions::{LoadedModel, ModelInfo, TextEncoderSession, UnetSession, VaeDecoderSession, VaeEncoderSession};
 pub use upscaler::UpscalerSession;
 

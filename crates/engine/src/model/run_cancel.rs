@@ -1,48 +1,22 @@
-//! Stopping a model run while it runs. The pipeline's cancel ([`crate::pipeline::Control::Cancel`]) is looked at
+//! Stopping a model run while it runs. A progress callback's cancel ([`crate::progress::Flow::Cancel`]) is looked at
 //! between runs, so a cancel waits for the run in progress: a UNet step of an SDXL model on a CPU, an annotator on a
 //! big picture, a VAE decode without tiles can each take many seconds. ONNX Runtime stops a run whose `RunOptions`
 //! are terminated (it looks between the graph's nodes), so a part given a [`CancelSignal`] runs with options that a
 //! watcher thread terminates once the signal is set.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ort::session::RunOptions;
 
 use crate::error::{EngineError, Result};
+use crate::progress::CancelSignal;
 
 /// How often a watcher looks at the signal: the longest a cancel waits inside a run.
 const WATCH_INTERVAL: Duration = Duration::from_millis(20);
 /// Runs that took less than this the last time are not watched (no thread per step on a fast GPU): a cancel waits
 /// for them at most this long.
 const WATCH_AFTER: Duration = Duration::from_millis(100);
-
-/// A cancel request that another thread makes while the engine works (the app's Stop button, Ctrl+C): the same flag
-/// as the caller's own, shared.
-#[derive(Debug, Clone, Default)]
-pub struct CancelSignal(Arc<AtomicBool>);
-
-impl CancelSignal {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    /// Whether both are the same flag.
-    pub fn same_as(&self, other: &CancelSignal) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl From<Arc<AtomicBool>> for CancelSignal {
-    fn from(flag: Arc<AtomicBool>) -> CancelSignal {
-        CancelSignal(flag)
-    }
-}
 
 /// A part's runs under a signal: the options they run with, and how long the last one took.
 pub(super) struct CancellableRuns {

@@ -13,10 +13,10 @@ use super::folder::{ComponentFiles, ModelFolder};
 use super::fp16::{Fp16Problem, fp16_variant};
 use super::graph_cache::{LoadedSession, load_error, load_session};
 use super::io::{self, ElementType, TensorSpec};
-use super::run_cancel::{CancelSignal, CancellableRuns};
+use super::run_cancel::CancellableRuns;
 use crate::error::{EngineError, Result};
-use crate::pipeline::Control;
-use crate::pipeline::{VaeTiling, VaeTilingMode};
+use crate::progress::CancelSignal;
+use crate::progress::Flow;
 use crate::runtime::{
     ExecutionProvider, MemoryMode, ModelFamily, Precision, PrecisionDecision, Runtime, choose_precision, probe_devices,
 };
@@ -660,8 +660,6 @@ pub struct LoadedModel {
     pub vae_encoder: Option<VaeEncoderSession>,
     /// The fp32 decoder of `vae_decoder_fp32/`, loaded the first time the fp16 decoder gives NaN or infinity.
     pub(crate) vae_decoder_fp32: Option<VaeDecoderSession>,
-    /// When the VAE runs in tiles (large images, bounded memory).
-    pub vae_tiling: VaeTiling,
     pub scheduler_config: SchedulerConfig,
     /// "Model hash" in the PNG metadata: see [`unet_hash`].
     pub hash: String,
@@ -701,7 +699,6 @@ impl LoadedModel {
         let mut vae_decoder = VaeDecoderSession::load(runtime, &folder.vae_decoder)?;
         let mut vae_encoder =
             folder.vae_encoder.as_ref().map(|files| VaeEncoderSession::load(runtime, files)).transpose()?;
-        let mut vae_tiling = VaeTiling::default();
         if let Some(turns) = &turns {
             vae_decoder.session.take_turns(turns);
             if let Some(encoder) = &mut vae_encoder {
@@ -710,7 +707,6 @@ impl LoadedModel {
         }
         if let Some(turns) = turns.as_ref().filter(|_| precision.memory == MemoryMode::Low) {
             unet.session.take_turns(turns);
-            vae_tiling.mode = VaeTilingMode::Always;
         }
         let hash = unet_hash(&folder.unet.model)?;
         let model = LoadedModel {
@@ -722,7 +718,6 @@ impl LoadedModel {
             vae_decoder,
             vae_encoder,
             vae_decoder_fp32: None,
-            vae_tiling,
             scheduler_config,
             execution_provider: runtime.providers().to_string(),
             precision,
@@ -736,6 +731,16 @@ impl LoadedModel {
 
     pub fn open(runtime: &Runtime, path: &Path) -> Result<LoadedModel> {
         LoadedModel::load(runtime, ModelFolder::open(path)?)
+    }
+
+    /// Low-VRAM mode: the VAE works in tiles unless a generation asks otherwise.
+    pub fn tiles_vae_always(&self) -> bool {
+        self.precision.memory == MemoryMode::Low
+    }
+
+    /// The runtime the model's parts were made with (lean in low-VRAM mode); parts opened for it use the same.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// The parts must fit together: the text encoder's width is the UNet's context width, the UNet's output
@@ -799,7 +804,7 @@ impl LoadedModel {
 
     /// From now on the model's runs (and those of the ControlNets, adapters and annotators that share its device)
     /// stop while they run once `signal` is set, with [`EngineError::Cancelled`]; `None` lets every run finish. The
-    /// pipeline's own cancel ([`crate::pipeline::Control::Cancel`]) is seen only between runs.
+    /// pipeline's own cancel ([`crate::progress::Flow::Cancel`]) is seen only between runs.
     pub fn watch_cancel(&mut self, signal: Option<CancelSignal>) -> Result<()> {
         let encoder = self.vae_encoder.as_mut().map(|encoder| &mut encoder.session);
         let fp32_decoder = self.vae_decoder_fp32.as_mut().map(|decoder| &mut decoder.session);
@@ -898,7 +903,7 @@ fn fp16_files(runtime: &Runtime, files: &ComponentFiles) -> Result<ComponentFile
     let Some(cache_dir) = runtime.cache_dir() else {
         return Ok(files.clone());
     };
-    match fp16_variant(&files.model, cache_dir, |_, _| Control::Continue) {
+    match fp16_variant(&files.model, cache_dir, |_, _| Flow::Continue) {
         Ok(model) => {
             let external_data: Vec<_> =
                 [model.with_file_name("model.onnx_data")].into_iter().filter(|p| p.is_file()).collect();

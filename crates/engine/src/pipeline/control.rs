@@ -14,12 +14,12 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use image::{GrayImage, ImageBuffer, Pixel, RgbImage};
 use ndarray::{Array3, Array4, ArrayD, Axis, Slice, concatenate};
 
 use super::GenerateRequest;
+use super::vae::LATENT_CHANNELS;
 use crate::error::{EngineError, Result};
-use crate::image::{ResizeMode, crop, resize_image};
+use crate::image::control::{ControlImage, Preprocessing};
 use crate::model::{AdapterModel, ControlNetModel, LoadedModel, ResidualKind, ResidualUnet, UnetSession};
 
 /// Largest weight a unit accepts (A1111's slider goes to 2; larger values are still meaningful for weak models).
@@ -61,88 +61,6 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Shared<T> {
     }
 }
 
-/// A control image: RGB in [0, 1] once converted; pixels where `masked` is above half are -1, as diffusers'
-/// `make_inpaint_condition` marks the area an inpainting ControlNet fills.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ControlImage {
-    pub image: RgbImage,
-    pub masked: Option<GrayImage>,
-}
-
-impl ControlImage {
-    pub fn new(image: RgbImage) -> ControlImage {
-        ControlImage { image, masked: None }
-    }
-
-    /// This image stretched to `width` x `height`.
-    pub(crate) fn resized(&self, width: u32, height: u32) -> ControlImage {
-        ControlImage {
-            image: resize_image(&self.image, width, height, ResizeMode::Just),
-            masked: self.masked.as_ref().map(|mask| resize_image(mask, width, height, ResizeMode::Just)),
-        }
-    }
-
-    /// The part of this image over the region (`x`, `y`, `w`, `h`) of a `picture` (width, height) image, brought to
-    /// `width` x `height` as inpainting's "only masked" brings the picture's region: the control image covers the
-    /// whole picture (at any resolution), so it is first stretched to the picture's size, then cropped, then resized
-    /// with "resize and fill".
-    pub(crate) fn region(&self, picture: (u32, u32), region: (u32, u32, u32, u32), width: u32, height: u32) -> Self {
-        ControlImage {
-            image: picture_region(&self.image, picture, region, width, height),
-            masked: self.masked.as_ref().map(|mask| picture_region(mask, picture, region, width, height)),
-        }
-    }
-
-    /// `[1, 3, height, width]`, resized first when the image has another size (with a warning).
-    pub(crate) fn tensor(&self, width: u32, height: u32, what: &str, warn: &mut dyn FnMut(&str)) -> Array4<f32> {
-        let (image, masked) = if self.image.dimensions() == (width, height) {
-            (self.image.clone(), self.masked.clone())
-        } else {
-            warn(&format!(
-                "{what}: the control image is {}x{}, resized to the generation size {width}x{height}",
-                self.image.width(),
-                self.image.height()
-            ));
-            let resized = self.resized(width, height);
-            (resized.image, resized.masked)
-        };
-        let mut tensor = Array4::zeros((1, 3, height as usize, width as usize));
-        for (x, y, pixel) in image.enumerate_pixels() {
-            let hidden = masked.as_ref().is_some_and(|m| m.get_pixel(x, y).0[0] > 127);
-            for c in 0..3 {
-                tensor[[0, c, y as usize, x as usize]] = if hidden { -1.0 } else { f32::from(pixel.0[c]) / 255.0 };
-            }
-        }
-        tensor
-    }
-}
-
-/// `image`, which covers a whole `picture`-sized picture, stretched to it, cut to `region` and resized to `width` x
-/// `height` with "resize and fill".
-fn picture_region<P>(
-    image: &ImageBuffer<P, Vec<P::Subpixel>>,
-    (picture_width, picture_height): (u32, u32),
-    (x, y, w, h): (u32, u32, u32, u32),
-    width: u32,
-    height: u32,
-) -> ImageBuffer<P, Vec<P::Subpixel>>
-where
-    P: Pixel + 'static,
-    P::Subpixel: 'static,
-{
-    let whole = resize_image(image, picture_width, picture_height, ResizeMode::Just);
-    resize_image(&crop(&whole, x, y, w, h), width, height, ResizeMode::Fill)
-}
-
-/// How a control image was made, for the PNG metadata (`Module: canny`, `Threshold A: 100`, ...).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Preprocessing {
-    /// A1111's module name: `none`, `canny`, `scribble`, `lineart`, `tile`, `inpaint`.
-    pub module: String,
-    /// Extra `Key: value` pairs (`Threshold A`, `Threshold B`).
-    pub params: Vec<(String, String)>,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControlNetUnit {
     pub model: Shared<ControlNetModel>,
@@ -155,12 +73,6 @@ pub struct ControlNetUnit {
     pub preprocessing: Preprocessing,
 }
 
-impl ControlNetUnit {
-    pub fn new(model: Shared<ControlNetModel>, image: ControlImage) -> ControlNetUnit {
-        ControlNetUnit { model, image, weight: 1.0, start: 0.0, end: 1.0, preprocessing: Preprocessing::default() }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdapterUnit {
     pub model: Shared<AdapterModel>,
@@ -170,12 +82,6 @@ pub struct AdapterUnit {
     /// The fraction of the steps that get the features, from the first (`adapter_conditioning_factor`).
     pub conditioning_factor: f64,
     pub preprocessing: Preprocessing,
-}
-
-impl AdapterUnit {
-    pub fn new(model: Shared<AdapterModel>, image: ControlImage) -> AdapterUnit {
-        AdapterUnit { model, image, weight: 1.0, conditioning_factor: 1.0, preprocessing: Preprocessing::default() }
-    }
 }
 
 /// The control part of a request: empty by default (plain generation).
@@ -361,10 +267,10 @@ impl ControlState {
     /// images of another size than the request's.
     pub(crate) fn prepare(
         request: &GenerateRequest,
+        control: &ControlRequest,
         model: &LoadedModel,
         warn: &mut dyn FnMut(&str),
     ) -> Result<Option<ControlState>> {
-        let control = &request.control;
         if control.is_empty() {
             return Ok(None);
         }
@@ -414,7 +320,7 @@ impl ControlState {
                 weight: unit.weight,
                 start: unit.start,
                 end: unit.end,
-                latent_channels: net.in_channels().unwrap_or(super::txt2img::LATENT_CHANNELS),
+                latent_channels: net.in_channels().unwrap_or(LATENT_CHANNELS),
             });
         }
         let mut adapter_features: Vec<ArrayD<f32>> = Vec::new();
@@ -594,44 +500,5 @@ impl NoisePredictor for ControlledUnet<'_> {
             Some(residuals) => self.state.unet.lock()?.predict(sample, timestep, context, &residuals),
             None => self.unet.predict(sample, timestep, context),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use image::{Luma, Rgb};
-
-    /// Whether every pixel of `image` is within 2 levels of `colour` (Lanczos may round a constant area by one).
-    fn all_near(image: &RgbImage, colour: [u8; 3]) -> bool {
-        image.pixels().all(|p| p.0.iter().zip(colour).all(|(&a, b)| a.abs_diff(b) <= 2))
-    }
-
-    #[test]
-    fn a_region_of_the_picture_takes_the_control_image_over_that_region() {
-        // One colour per quadrant of a 64x48 picture, with a mask over the left half.
-        let quadrant = |x: u32, y: u32| match (x < 32, y < 24) {
-            (true, true) => Rgb([255, 0, 0]),
-            (false, true) => Rgb([0, 255, 0]),
-            (true, false) => Rgb([0, 0, 255]),
-            (false, false) => Rgb([255, 255, 255]),
-        };
-        let image = ControlImage {
-            image: RgbImage::from_fn(64, 48, quadrant),
-            masked: Some(GrayImage::from_fn(64, 48, |x, _| Luma([if x < 32 { 255 } else { 0 }]))),
-        };
-        // The bottom-right quadrant, brought to 16x12: white, unmasked.
-        let region = image.region((64, 48), (32, 24, 32, 24), 16, 12);
-        assert_eq!(region.image.dimensions(), (16, 12));
-        assert!(all_near(&region.image, [255, 255, 255]), "the bottom-right quadrant only");
-        assert!(region.masked.as_ref().is_some_and(|m| m.pixels().all(|p| p.0[0] < 3)), "the unmasked half only");
-        // The top-left one: red, masked.
-        let region = image.region((64, 48), (0, 0, 32, 24), 16, 12);
-        assert!(all_near(&region.image, [255, 0, 0]));
-        assert!(region.masked.is_some_and(|m| m.pixels().all(|p| p.0[0] > 252)));
-        // A control image at another resolution covers the same picture: stretched to it first.
-        let half = ControlImage::new(resize_image(&image.image, 32, 24, ResizeMode::Just));
-        let region = half.region((64, 48), (8, 30, 16, 12), 16, 12);
-        assert!(all_near(&region.image, [0, 0, 255]), "the bottom-left quadrant, away from its edges");
     }
 }

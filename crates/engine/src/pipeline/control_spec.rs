@@ -9,17 +9,17 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 
 use super::control::{
-    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, Preprocessing, Shared, check_adapter_values,
-    check_controlnet_values, check_one_kind,
+    AdapterUnit, ControlNetUnit, ControlRequest, Shared, check_adapter_values, check_controlnet_values, check_one_kind,
 };
-use super::{Control, Progress};
 use crate::error::{EngineError, Result};
 use crate::image::control::depth::depth_control;
 use crate::image::control::openpose::openpose_control;
+use crate::image::control::{ControlImage, Preprocessing};
 use crate::model::{
     AdapterModel, AnnotatorKind, CancelSignal, ControlNetModel, DepthModel, LoadedModel, PoseModel, ResidualKind,
     ResidualUnet,
 };
+use crate::progress::{Flow, Progress};
 use crate::runtime::Runtime;
 
 /// One ControlNet or T2I-Adapter unit before its model is loaded.
@@ -102,7 +102,7 @@ impl Annotator {
         picture: &RgbImage,
         width: u32,
         height: u32,
-        progress: &mut dyn FnMut(&Progress) -> Control,
+        progress: &mut dyn FnMut(&Progress) -> Flow,
     ) -> Result<(ControlImage, Preprocessing)> {
         match self {
             Annotator::Depth(model) => depth_control(model, picture, width, height, progress),
@@ -166,7 +166,7 @@ impl ControlSpec {
         runtime: &Runtime,
         loaded: Option<&LoadedModel>,
         cancel: Option<&CancelSignal>,
-        progress: &mut dyn FnMut(&Progress) -> Control,
+        progress: &mut dyn FnMut(&Progress) -> Flow,
     ) -> Result<()> {
         let mut open: Vec<Annotator> = Vec::new();
         for unit in &mut self.units {
@@ -203,7 +203,12 @@ pub struct ControlModels {
 impl ControlModels {
     /// The request for `spec` on the base model in `model_folder`: the models it names (opened now unless open
     /// already) and the base model's `unet_controlnet/` or `unet_adapter/`. An empty spec gives an empty request.
-    pub fn request(&mut self, runtime: &Runtime, model_folder: &Path, spec: &ControlSpec) -> Result<ControlRequest> {
+    pub(crate) fn request(
+        &mut self,
+        runtime: &Runtime,
+        model_folder: &Path,
+        spec: &ControlSpec,
+    ) -> Result<ControlRequest> {
         spec.validate()?;
         if let Some(pending) = spec.units.iter().find_map(|u| u.annotation.as_ref()) {
             return Err(EngineError::InvalidParameter {
@@ -256,6 +261,13 @@ impl ControlModels {
             }
         }
         Ok(request)
+    }
+
+    /// A look at the ControlNet of `folder` kept open (whether its session is on the device, the dimensions it
+    /// fixed); `None` when none is open for that folder.
+    pub fn inspect_controlnet<T>(&self, folder: &Path, look: impl FnOnce(&ControlNetModel) -> T) -> Option<T> {
+        let (_, model) = self.controlnets.iter().find(|(path, _)| path == folder)?;
+        model.lock().ok().map(|model| look(&model))
     }
 }
 

@@ -14,10 +14,11 @@ use std::collections::BTreeSet;
 use ndarray::{Array2, Array3, ArrayD, ArrayView2, Axis, concatenate};
 
 use super::GenerateRequest;
+use super::conditioning::{ScheduledConditioning, encode_texts};
 use super::control::NoisePredictor;
 use crate::error::{EngineError, Result};
 use crate::model::TextEncoderSession;
-use crate::text::{ClipTokenizer, ScheduledConditioning, encode_texts, resolve_embedding_references, split_and};
+use crate::text::{ClipTokenizer, resolve_embedding_references, split_and};
 
 /// One part of a prompt split at `AND`, with its weight.
 struct Part {

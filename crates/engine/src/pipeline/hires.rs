@@ -9,17 +9,17 @@
 use image::RgbImage;
 use ndarray::{Axis, concatenate};
 
-use super::control::ControlState;
-use super::denoise::Denoise;
-use super::img2img::{Run, add_params, check_strength, first_step};
-use super::txt2img::{LATENT_CHANNELS, infotext};
+use super::control::{ControlRequest, ControlState};
+use super::run::{BatchSampler, Run, Sampling, check_strength, first_step, infotext, owned_params, scheduler};
+use super::txt2img::{check_text_to_image_unet, latent_shape};
 use super::upscale::{UpscaleTiling, upscale};
 use super::vae::{VAE_FACTOR, resize_latents};
-use super::{Control, GenerateRequest, GenerateSummary, GeneratedImage, GenerationObserver, MAX_DIMENSION, Stage};
+use super::{GenerateRequest, GeneratedImage, MAX_DIMENSION};
 use crate::error::{EngineError, Result};
 use crate::model::{LoadedModel, UpscalerSession};
+use crate::progress::{Flow, Stage};
 use crate::rng::TorchGenerator;
-use crate::schedulers::{BatchNoise, create_scheduler};
+use crate::schedulers::BatchNoise;
 
 /// A1111's default hires denoising strength.
 pub const DEFAULT_HIRES_STRENGTH: f64 = 0.7;
@@ -32,7 +32,7 @@ pub enum HiresUpscaler {
     Latent,
     /// The decoded picture, with Lanczos.
     Lanczos,
-    /// The decoded picture, with the upscaler model given to [`txt2img_hires`].
+    /// The decoded picture, with the upscaler model of the generation's [`super::Resources`].
     Model,
 }
 
@@ -92,52 +92,44 @@ impl HiresFix {
     }
 }
 
-/// Text to image with the hires fix. `upscaler` is the model for [`HiresUpscaler::Model`].
-pub fn txt2img_hires(
+/// Text to image with the hires fix; `upscaler` is the model for [`HiresUpscaler::Model`] (checked given by
+/// [`super::generate`]).
+pub(crate) fn txt2img_hires(
     model: &mut LoadedModel,
     request: &GenerateRequest,
     hires: &HiresFix,
+    control: &ControlRequest,
     mut upscaler: Option<&mut UpscalerSession>,
-    observer: &mut dyn GenerationObserver,
-) -> Result<GenerateSummary> {
-    request.validate()?;
-    hires.validate(request)?;
-    if hires.upscaler == HiresUpscaler::Model && upscaler.is_none() {
-        return Err(EngineError::parameter("hires upscaler", "model", "no upscaler model was given"));
-    }
-    if let Some(channels) = model.unet.in_channels().filter(|&c| c != LATENT_CHANNELS) {
-        return Err(EngineError::IncompatibleComponents {
-            folder: model.folder.root.clone(),
-            detail: format!("its UNet takes {channels} latent channels; the hires fix needs a 4-channel UNet"),
-        });
-    }
+    run: &mut Run<'_>,
+) -> Result<()> {
+    check_text_to_image_unet(model, "the hires fix needs a 4-channel UNet")?;
     let (target_w, target_h) = hires.target_size(request.width, request.height);
     let (target_w, target_h) = (target_w as u32, target_h as u32);
     let second_steps = hires.steps.unwrap_or(request.steps);
     let second = GenerateRequest { width: target_w, height: target_h, steps: second_steps, ..request.clone() };
-    let mut params =
+    let mut mode_params =
         vec![("Denoising strength", hires.strength.to_string()), ("Hires upscale", hires.scale.to_string())];
     if let Some(steps) = hires.steps {
-        params.push(("Hires steps", steps.to_string()));
+        mode_params.push(("Hires steps", steps.to_string()));
     }
-    params.push(("Hires upscaler", hires.upscaler_name(upscaler.as_deref())));
+    mode_params.push(("Hires upscaler", hires.upscaler_name(upscaler.as_deref())));
+    let mut infotext_params = control.infotext_params();
+    infotext_params.extend(owned_params(&mode_params));
 
-    let mut run = Run::new(observer, request)?;
     let guidance = run.guidance(model, request)?;
     // Control guides both passes, as in A1111's ControlNet extension: each with the control images at its size (the
     // second pass's stretched without a warning, the hires fix asked for that size); start/end apply to each pass.
-    let first_control = ControlState::prepare(request, model, &mut |warning| run.warn(warning))?;
+    let first_control = ControlState::prepare(request, control, model, &mut |warning| run.warn(warning))?;
     let second_control = match first_control {
         Some(_) => {
-            let resized =
-                GenerateRequest { control: Box::new(request.control.resized(target_w, target_h)), ..second.clone() };
-            ControlState::prepare(&resized, model, &mut |warning| run.warn(warning))?
+            let resized = control.resized(target_w, target_h);
+            ControlState::prepare(&second, &resized, model, &mut |warning| run.warn(warning))?
         }
         None => None,
     };
     let scaling = model.folder.vae_scaling_factor;
     let batch_size = request.batch_size;
-    let plan = create_scheduler(request.sampler, request.schedule, &model.scheduler_config, second_steps)?;
+    let plan = scheduler(model, request, second_steps)?;
     let first = first_step(plan.as_ref(), second_steps, hires.strength);
     if first.is_none() {
         run.warn(&format!(
@@ -145,27 +137,15 @@ pub fn txt2img_hires(
             hires.strength
         ));
     }
+    let first_pass =
+        Sampling { guidance: &guidance, control: first_control.as_ref(), first_step: 0, extra_channels: None };
     for batch in 0..request.batch_count {
         let mut generators = run.generators(request, batch);
 
         // First pass: text to image at the base size.
-        let mut scheduler =
-            create_scheduler(request.sampler, request.schedule, &model.scheduler_config, request.steps)?;
-        let mut noise = BatchNoise::new(&mut generators);
-        let shape =
-            [batch_size, LATENT_CHANNELS, request.height as usize / VAE_FACTOR, request.width as usize / VAE_FACTOR];
-        let init_sigma = scheduler.init_noise_sigma();
-        let latents = noise.randn(&shape).mapv(|v| v * init_sigma);
-        let denoise = Denoise {
-            unet: &mut model.unet,
-            guidance: &guidance,
-            scheduler: scheduler.as_mut(),
-            noise: &mut noise,
-            first_step: 0,
-            extra_channels: None,
-            control: first_control.as_ref(),
-        };
-        let base = run.denoise(denoise, latents, batch, &mut |_, _| {})?;
+        let mut sampler = BatchSampler::new(model, request, request.steps, &mut generators)?;
+        let latents = sampler.initial_noise(&latent_shape(request, request.width, request.height));
+        let base = run.denoise(model, first_pass, &mut sampler, latents, batch, &mut |_, _| {})?;
 
         // Upscale: latents directly, or decode, upscale the picture and encode it again.
         let (latent_h, latent_w) = (target_h as usize / VAE_FACTOR, target_w as usize / VAE_FACTOR);
@@ -184,8 +164,8 @@ pub fn txt2img_hires(
                         let big =
                             upscale(&small, target_w, target_h, model_upscaler, UpscaleTiling::default(), &mut |p| {
                                 match run.report(Stage::Upscaling, batch, p.step, p.steps) {
-                                    Ok(()) => Control::Continue,
-                                    Err(_) => Control::Cancel,
+                                    Ok(()) => Flow::Continue,
+                                    Err(_) => Flow::Cancel,
                                 }
                             })?;
                         let encoded = run.encode(model, &big, None)?;
@@ -201,21 +181,15 @@ pub fn txt2img_hires(
         // Second pass: image to image at the target size.
         let latents = match first {
             Some(first) => {
-                let mut scheduler =
-                    create_scheduler(request.sampler, request.schedule, &model.scheduler_config, second_steps)?;
-                let mut noise = BatchNoise::new(&mut generators);
-                let eps = noise.randn(known.shape());
-                let latents = scheduler.add_noise(&known, &eps, first);
-                let denoise = Denoise {
-                    unet: &mut model.unet,
+                let second_pass = Sampling {
                     guidance: &guidance,
-                    scheduler: scheduler.as_mut(),
-                    noise: &mut noise,
+                    control: second_control.as_ref(),
                     first_step: first,
                     extra_channels: None,
-                    control: second_control.as_ref(),
                 };
-                Some(run.denoise(denoise, latents, batch, &mut |_, _| {})?)
+                let mut sampler = BatchSampler::new(model, request, second_steps, &mut generators)?;
+                let latents = sampler.noised(&known, first);
+                Some(run.denoise(model, second_pass, &mut sampler, latents, batch, &mut |_, _| {})?)
             }
             None => None,
         };
@@ -226,13 +200,12 @@ pub fn txt2img_hires(
                 (None, Some(picture)) => picture.clone(),
                 (None, None) => run.decode(model, &known, i, batch)?,
             };
-            let mut info = infotext(&second, seed, &model.folder.name, &model.hash);
+            let mut info = infotext(&second, seed, model, &infotext_params);
             // A1111 records the first pass's size and steps; the hires fields say the rest.
             info.set("Steps", request.steps);
             info.set("Size", format!("{}x{}", request.width, request.height));
-            add_params(&mut info, &params);
             run.deliver(GeneratedImage { image, seed, index: batch * batch_size + i, infotext: info })?;
         }
     }
-    Ok(run.finish())
+    Ok(())
 }

@@ -24,18 +24,15 @@ use std::str::FromStr;
 use image::{GrayImage, RgbImage};
 use ndarray::{ArrayD, Axis, Zip, concatenate};
 
-use super::control::ControlState;
-use super::denoise::Denoise;
-use super::img2img::{Img2ImgRequest, Run, add_params, check_strength, first_step};
-use super::txt2img::{LATENT_CHANNELS, infotext};
-use super::vae::VAE_FACTOR;
-use super::{Control, GenerateRequest, GenerateSummary, GeneratedImage, GenerationObserver, Progress};
+use super::control::{ControlRequest, ControlState};
+use super::run::{BatchSampler, Run, Sampling, check_strength, first_step, infotext, owned_params, scheduler};
+use super::vae::{INPAINTING_CHANNELS, LATENT_CHANNELS, VAE_FACTOR};
+use super::{GenerateRequest, GeneratedImage};
 use crate::error::{EngineError, Result};
 use crate::image::mask::{self, binarize, blur, bounding_box, composite, expand_to_aspect, fill_masked, latent_mask};
 use crate::image::{MAX_IMAGE_SIDE, ResizeMode, check_image_size, crop, lanczos, paste, resize_image};
 use crate::model::LoadedModel;
 use crate::rng::TorchGenerator;
-use crate::schedulers::{BatchNoise, create_scheduler};
 
 /// A1111's default mask blur, in pixels.
 pub const DEFAULT_MASK_BLUR: u32 = 4;
@@ -109,11 +106,10 @@ pub enum InpaintArea {
     OnlyMasked { padding: u32 },
 }
 
-#[derive(Debug, Clone)]
-pub struct InpaintRequest {
-    /// Prompt, sampler, seed, steps, batch; `width` x `height` is the working size (the whole picture's size,
-    /// or the size the "only masked" region is worked on at).
-    pub generate: GenerateRequest,
+/// Inpainting's source: the picture, the mask and A1111's controls. The generation's `width` x `height` is the
+/// working size (the whole picture's size, or the size the "only masked" region is worked on at).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InpaintSource {
     pub image: RgbImage,
     /// White repaints, black keeps; grey counts from 128. Resized to the picture (with a warning) if its size
     /// differs.
@@ -128,10 +124,9 @@ pub struct InpaintRequest {
     pub area: InpaintArea,
 }
 
-impl InpaintRequest {
-    pub fn new(generate: GenerateRequest, image: RgbImage, mask: GrayImage) -> InpaintRequest {
-        InpaintRequest {
-            generate,
+impl InpaintSource {
+    pub fn new(image: RgbImage, mask: GrayImage) -> InpaintSource {
+        InpaintSource {
             image,
             mask,
             strength: 1.0,
@@ -143,23 +138,7 @@ impl InpaintRequest {
         }
     }
 
-    /// Image to image as inpainting with a white mask (how an inpainting model does image to image).
-    pub(crate) fn everything(request: &Img2ImgRequest) -> InpaintRequest {
-        let (width, height) = request.image.dimensions();
-        InpaintRequest {
-            strength: request.strength,
-            resize_mode: request.resize_mode,
-            mask_blur: 0,
-            ..InpaintRequest::new(
-                request.generate.clone(),
-                request.image.clone(),
-                GrayImage::from_pixel(width, height, image::Luma([255])),
-            )
-        }
-    }
-
     pub fn validate(&self) -> Result<()> {
-        self.generate.validate()?;
         check_strength("strength", self.strength)?;
         check_image_size("image size", u64::from(self.image.width()), u64::from(self.image.height()))?;
         check_image_size("mask size", u64::from(self.mask.width()), u64::from(self.mask.height()))?;
@@ -198,16 +177,16 @@ impl InpaintRequest {
     }
 }
 
-pub fn inpaint(
+pub(crate) fn inpaint(
     model: &mut LoadedModel,
-    request: &InpaintRequest,
-    observer: &mut dyn GenerationObserver,
-) -> Result<GenerateSummary> {
-    request.validate()?;
-    let mut run = Run::new(observer, &request.generate)?;
-    let mut mask = request.mask.clone();
-    if mask.dimensions() != request.image.dimensions() {
-        let (w, h) = request.image.dimensions();
+    params: &GenerateRequest,
+    source: &InpaintSource,
+    control: &ControlRequest,
+    run: &mut Run<'_>,
+) -> Result<()> {
+    let mut mask = source.mask.clone();
+    if mask.dimensions() != source.image.dimensions() {
+        let (w, h) = source.image.dimensions();
         run.warn(&format!(
             "the mask is {}x{} but the picture {w}x{h}; the mask was resized to the picture",
             mask.width(),
@@ -215,24 +194,25 @@ pub fn inpaint(
         ));
         mask = lanczos(&mask, w, h);
     }
-    let soft = blur(&binarize(&mask, request.invert_mask), request.mask_blur);
-    inpaint_with_mask(model, request, soft, &[], run)
+    let soft = blur(&binarize(&mask, source.invert_mask), source.mask_blur);
+    inpaint_with_mask(model, params, source, soft, &[], control, run)
 }
 
 /// Inpaints with `soft` (the picture's size, already binarized, inverted and blurred) as the mask.
 fn inpaint_with_mask(
     model: &mut LoadedModel,
-    request: &InpaintRequest,
+    generate: &GenerateRequest,
+    request: &InpaintSource,
     soft: GrayImage,
     extra_params: &[(&str, String)],
-    mut run: Run<'_>,
-) -> Result<GenerateSummary> {
-    let generate = &request.generate;
+    control: &ControlRequest,
+    run: &mut Run<'_>,
+) -> Result<()> {
     let (width, height) = (generate.width, generate.height);
     let mut params = request.params();
     params.extend(extra_params.iter().map(|(k, v)| (*k, v.clone())));
     let in_channels = model.unet.in_channels().unwrap_or(LATENT_CHANNELS);
-    if in_channels != LATENT_CHANNELS && in_channels != 2 * LATENT_CHANNELS + 1 {
+    if in_channels != LATENT_CHANNELS && in_channels != INPAINTING_CHANNELS {
         return Err(EngineError::IncompatibleComponents {
             folder: model.folder.root.clone(),
             detail: format!("its UNet takes {in_channels} channels; inpainting needs 4 (regular) or 9 (inpainting)"),
@@ -266,23 +246,23 @@ fn inpaint_with_mask(
         Some(_) => request.image.clone(),
         None => work_image.clone(),
     };
+    let mut infotext_params = control.infotext_params();
+    infotext_params.extend(owned_params(&params));
     if mask::is_empty(&soft) || mask::is_empty(&work_mask) {
         run.warn("the mask is empty (nothing to repaint); the picture is returned as it is");
-        run.return_input(model, generate, &original, &params)?;
-        return Ok(run.finish());
+        return run.return_input(model, generate, &original, &infotext_params);
     }
-    let scheduler = create_scheduler(generate.sampler, generate.schedule, &model.scheduler_config, generate.steps)?;
-    let Some(first) = first_step(scheduler.as_ref(), generate.steps, request.strength) else {
+    let plan = scheduler(model, generate, generate.steps)?;
+    let Some(first) = first_step(plan.as_ref(), generate.steps, request.strength) else {
         if request.strength > 0.0 {
             run.warn(&format!(
                 "strength {} with {} steps runs no denoising step; the picture is returned as it is",
                 request.strength, generate.steps
             ));
         }
-        run.return_input(model, generate, &original, &params)?;
-        return Ok(run.finish());
+        return run.return_input(model, generate, &original, &infotext_params);
     };
-    let nine_channels = in_channels == 2 * LATENT_CHANNELS + 1;
+    let nine_channels = in_channels == INPAINTING_CHANNELS;
     // diffusers' `is_strength_max`: at strength 1 the latents start from noise alone.
     let from_noise = request.strength == 1.0;
     let hard = binarize(&work_mask, false);
@@ -294,16 +274,15 @@ fn inpaint_with_mask(
     let guidance = run.guidance(model, generate)?;
     // "Only masked" works on a region of the picture: the control images, which cover the whole picture, are cut to
     // the same region (as A1111's ControlNet extension does).
-    let region_generate;
-    let control_generate = match placement {
+    let region_control;
+    let control = match placement {
         Some(region) => {
-            let control = generate.control.for_region(request.image.dimensions(), region, width, height);
-            region_generate = GenerateRequest { control: Box::new(control), ..generate.clone() };
-            &region_generate
+            region_control = control.for_region(request.image.dimensions(), region, width, height);
+            &region_control
         }
-        None => generate,
+        None => control,
     };
-    let control = ControlState::prepare(control_generate, model, &mut |warning| run.warn(warning))?;
+    let control = ControlState::prepare(generate, control, model, &mut |warning| run.warn(warning))?;
     let needs_image_latents = !nine_channels || !from_noise;
     let encoded_image = if needs_image_latents { Some(run.encode(model, &init_image, None)?) } else { None };
     let encoded_masked = if nine_channels { Some(run.encode(model, &init_image, Some(&hard))?) } else { None };
@@ -315,13 +294,12 @@ fn inpaint_with_mask(
 
     for batch in 0..generate.batch_count {
         let mut generators = run.generators(generate, batch);
-        let mut scheduler =
-            create_scheduler(generate.sampler, generate.schedule, &model.scheduler_config, generate.steps)?;
-        let mut noise = BatchNoise::new(&mut generators);
-        let mut image_latents = encoded_image.as_ref().map(|e| e.latents(&mut noise, batch_size, scaling));
+        let mut sampler = BatchSampler::new(model, generate, generate.steps, &mut generators)?;
+        let noise = &mut sampler.noise;
+        let mut image_latents = encoded_image.as_ref().map(|e| e.latents(noise, batch_size, scaling));
         let eps = noise.randn(&shape);
         let masked_latents = match (&encoded_masked, &encoded_image) {
-            (Some(masked), _) => Some(masked.latents(&mut noise, batch_size, scaling)),
+            (Some(masked), _) => Some(masked.latents(noise, batch_size, scaling)),
             (None, Some(image)) => {
                 if image.draws() {
                     // diffusers encodes (and samples) the masked picture even for a regular UNet, which ignores
@@ -348,8 +326,8 @@ fn inpaint_with_mask(
             }
         }
         let latents = match (&image_latents, from_noise) {
-            (Some(known), false) => scheduler.add_noise(known, &eps, first),
-            _ => eps.mapv(|v| v * scheduler.init_noise_sigma()),
+            (Some(known), false) => sampler.scheduler.add_noise(known, &eps, first),
+            _ => eps.mapv(|v| v * sampler.scheduler.init_noise_sigma()),
         };
         let extra = masked_latents
             .map(|masked| {
@@ -369,28 +347,24 @@ fn inpaint_with_mask(
                 })
             })
             .transpose()?;
-        let timesteps = scheduler.timesteps().len();
+        let timesteps = plan.timesteps().len();
         let blend_with = if nine_channels { None } else { image_latents.as_ref() };
-        let noising = create_scheduler(generate.sampler, generate.schedule, &model.scheduler_config, generate.steps)?;
         let mut blend = |index: usize, latents: &mut ArrayD<f32>| {
             let Some(known) = blend_with else { return };
             // diffusers: the known latents noised to the next timestep's level, clean after the last step.
-            let known = if index + 1 < timesteps { noising.add_noise(known, &eps, index + 1) } else { known.clone() };
+            let known = if index + 1 < timesteps { plan.add_noise(known, &eps, index + 1) } else { known.clone() };
             Zip::from(latents)
                 .and(&known)
                 .and_broadcast(&latent_mask)
                 .for_each(|x, &k, &m| *x = (1.0 - m) * k + m * *x);
         };
-        let denoise = Denoise {
-            unet: &mut model.unet,
+        let sampling = Sampling {
             guidance: &guidance,
-            scheduler: scheduler.as_mut(),
-            noise: &mut noise,
+            control: control.as_ref(),
             first_step: first,
             extra_channels: extra.as_ref(),
-            control: control.as_ref(),
         };
-        let latents = run.denoise(denoise, latents, batch, &mut blend)?;
+        let latents = run.denoise(model, sampling, &mut sampler, latents, batch, &mut blend)?;
         let seeds: Vec<u64> = generators.iter().map(TorchGenerator::seed).collect();
         for (i, seed) in seeds.into_iter().enumerate() {
             let generated = run.decode(model, &latents, i, batch)?;
@@ -402,18 +376,17 @@ fn inpaint_with_mask(
                     composite(&original, &pasted, &soft)
                 }
             };
-            let mut info = infotext(generate, seed, &model.folder.name, &model.hash);
-            add_params(&mut info, &params);
-            run.deliver(GeneratedImage { image, seed, index: batch * batch_size + i, infotext: info })?;
+            let infotext = infotext(generate, seed, model, &infotext_params);
+            run.deliver(GeneratedImage { image, seed, index: batch * batch_size + i, infotext })?;
         }
     }
-    Ok(run.finish())
+    Ok(())
 }
 
-#[derive(Debug, Clone)]
-pub struct OutpaintRequest {
-    /// Prompt, sampler, seed, steps, batch; `width` and `height` are ignored (the canvas is the size).
-    pub generate: GenerateRequest,
+/// Outpainting's source: the picture and the borders to add. The generation's `width` and `height` are ignored
+/// (the canvas is the size).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutpaintSource {
     pub image: RgbImage,
     pub left: u32,
     pub right: u32,
@@ -426,13 +399,12 @@ pub struct OutpaintRequest {
     pub masked_content: MaskedContent,
 }
 
-/// Outpainting's default strength (see [`OutpaintRequest::strength`]).
+/// Outpainting's default strength (see [`OutpaintSource::strength`]).
 pub const DEFAULT_OUTPAINT_STRENGTH: f64 = 0.8;
 
-impl OutpaintRequest {
-    pub fn new(generate: GenerateRequest, image: RgbImage) -> OutpaintRequest {
-        OutpaintRequest {
-            generate,
+impl OutpaintSource {
+    pub fn new(image: RgbImage) -> OutpaintSource {
+        OutpaintSource {
             image,
             left: 0,
             right: 0,
@@ -453,7 +425,8 @@ impl OutpaintRequest {
         )
     }
 
-    pub fn validate(&self) -> Result<()> {
+    /// The borders, the canvas size, the strength, and `params` at the canvas's size.
+    pub fn validate(&self, params: &GenerateRequest) -> Result<()> {
         if self.left == 0 && self.right == 0 && self.top == 0 && self.bottom == 0 {
             return Err(EngineError::parameter(
                 "outpaint",
@@ -474,22 +447,23 @@ impl OutpaintRequest {
         let canvas = GenerateRequest {
             width: width.next_multiple_of(8) as u32,
             height: height.next_multiple_of(8) as u32,
-            ..self.generate.clone()
+            ..params.clone()
         };
         canvas.validate()
     }
 }
 
-/// Extends the picture by the request's borders and inpaints them: the new area is filled with the surrounding
+/// Extends the picture by the source's borders and inpaints them: the new area is filled with the surrounding
 /// colours (masked content "fill"), masked, and repainted; the original pixels are kept exactly (the blurred
 /// mask's feather stays on the new side). The canvas works at the next multiples of 8 (extra pixels on the sides
-/// being extended, cropped off at the end).
-pub fn outpaint(
+/// being extended, cropped off at the end by [`Run::crop`]).
+pub(crate) fn outpaint(
     model: &mut LoadedModel,
-    request: &OutpaintRequest,
-    observer: &mut dyn GenerationObserver,
-) -> Result<GenerateSummary> {
-    request.validate()?;
+    params: &GenerateRequest,
+    request: &OutpaintSource,
+    control: &ControlRequest,
+    run: &mut Run<'_>,
+) -> Result<()> {
     let (canvas_w, canvas_h) = request.canvas_size();
     let (canvas_w, canvas_h) = (canvas_w as u32, canvas_h as u32);
     let (pad_x, pad_y) = (canvas_w.next_multiple_of(8) - canvas_w, canvas_h.next_multiple_of(8) - canvas_h);
@@ -512,8 +486,8 @@ pub fn outpaint(
             pixel.0[0] = 0;
         }
     }
-    let inpaint = InpaintRequest {
-        generate: GenerateRequest { width: work_w, height: work_h, ..request.generate.clone() },
+    let work = GenerateRequest { width: work_w, height: work_h, ..params.clone() };
+    let inpaint = InpaintSource {
         image: canvas,
         mask: hard,
         strength: request.strength,
@@ -526,40 +500,7 @@ pub fn outpaint(
     inpaint.validate()?;
     let sides = [("left", request.left), ("right", request.right), ("top", request.top), ("bottom", request.bottom)];
     let outpaint: Vec<String> = sides.iter().filter(|(_, n)| *n > 0).map(|(side, n)| format!("{side} {n}")).collect();
-    let params = [("Outpaint", outpaint.join(", "))];
-    let mut crop_to_canvas =
-        CropObserver { inner: observer, x: extra_left, y: extra_top, width: canvas_w, height: canvas_h };
-    let run = Run::new(&mut crop_to_canvas, &inpaint.generate)?;
-    inpaint_with_mask(model, &inpaint, soft, &params, run)
-}
-
-/// Passes everything on, with each image cropped to the requested canvas.
-struct CropObserver<'o> {
-    inner: &'o mut dyn GenerationObserver,
-    x: u32,
-    y: u32,
-    width: u32,
-    height: u32,
-}
-
-impl GenerationObserver for CropObserver<'_> {
-    fn progress(&mut self, progress: &Progress) -> Control {
-        self.inner.progress(progress)
-    }
-
-    fn image(&mut self, mut image: GeneratedImage) -> Result<()> {
-        if image.image.dimensions() != (self.width, self.height) {
-            image.image = crop(&image.image, self.x, self.y, self.width, self.height);
-            image.infotext.set("Size", format!("{}x{}", self.width, self.height));
-        }
-        self.inner.image(image)
-    }
-
-    fn preview(&mut self, step: usize, steps: usize, latents: &ArrayD<f32>) {
-        self.inner.preview(step, steps, latents);
-    }
-
-    fn warning(&mut self, message: &str) {
-        self.inner.warning(message);
-    }
+    let outpaint_params = [("Outpaint", outpaint.join(", "))];
+    run.crop = Some((extra_left, extra_top, canvas_w, canvas_h));
+    inpaint_with_mask(model, &work, &inpaint, soft, &outpaint_params, control, run)
 }

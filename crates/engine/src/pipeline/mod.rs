@@ -1,15 +1,20 @@
-//! Generation pipelines. A request is validated before anything runs; progress is reported after every model
-//! step and the caller may cancel there; each finished image is handed over at once, so cancelling a long batch
-//! never loses the images already made.
+//! Generation: one entry point, [`generate`], over a plain-data [`Generation`] and the loaded [`Resources`]; the
+//! mode follows from the generation's [`Source`]. Modes are made of the stages in `run.rs` (prompt encoding, latent
+//! preparation, the denoising loop with its per-step hook, decoding). A generation is validated before anything
+//! runs; progress is reported after every model step and the caller may cancel there; each finished image is
+//! handed over at once, so cancelling a long batch never loses the images already made.
 
+mod conditioning;
 mod control;
 mod control_spec;
 mod denoise;
+mod generation;
 mod guidance;
 mod hires;
 mod img2img;
 mod inpaint;
 mod request;
+mod run;
 mod txt2img;
 mod upscale;
 mod vae;
@@ -19,59 +24,25 @@ use std::time::Duration;
 use image::RgbImage;
 use serde::Serialize;
 
-// ControlNet and T2I-Adapter (issue 10).
-pub use control::{
-    AdapterUnit, ControlImage, ControlNetUnit, ControlRequest, MAX_CONTROL_WEIGHT, Preprocessing, Shared,
-    check_adapter_values, check_controlnet_values,
-};
+pub use conditioning::{ScheduledConditioning, encode_texts};
+pub use control::{MAX_CONTROL_WEIGHT, check_adapter_values, check_controlnet_values};
 pub use control_spec::{Annotator, ControlModels, ControlSpec, ControlUnitSpec, PendingAnnotation};
-pub use request::{GenerateRequest, MAX_BATCH_SIZE, MAX_DIMENSION, MAX_STEPS};
-pub use txt2img::txt2img;
-// Image to image, inpainting, outpainting, upscaling, hires fix (issue 4).
-pub use hires::{DEFAULT_HIRES_STRENGTH, HiresFix, HiresUpscaler, txt2img_hires};
-pub use img2img::{DEFAULT_IMG2IMG_STRENGTH, Img2ImgRequest, img2img};
+pub use generation::{Generation, Resources, Source, generate};
+pub use hires::{DEFAULT_HIRES_STRENGTH, HiresFix, HiresUpscaler};
+pub use img2img::{DEFAULT_IMG2IMG_STRENGTH, ImageSource};
 pub use inpaint::{
-    DEFAULT_MASK_BLUR, DEFAULT_ONLY_MASKED_PADDING, DEFAULT_OUTPAINT_STRENGTH, InpaintArea, InpaintRequest,
-    MAX_MASK_BLUR, MaskedContent, OutpaintRequest, inpaint, outpaint,
+    DEFAULT_MASK_BLUR, DEFAULT_ONLY_MASKED_PADDING, DEFAULT_OUTPAINT_STRENGTH, InpaintArea, InpaintSource,
+    MAX_MASK_BLUR, MaskedContent, OutpaintSource,
 };
+pub use request::{GenerateRequest, MAX_BATCH_SIZE, MAX_DIMENSION, MAX_STEPS};
 pub use upscale::{UpscaleTiling, upscale};
 pub use vae::{VaeTiling, VaeTilingMode, decode_latents};
 
+pub use crate::image::control::{ControlImage, Preprocessing};
+pub use crate::progress::{Flow, Progress, Stage};
+
 use crate::error::Result;
 use crate::image::InfoText;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    EncodingPrompt,
-    /// The VAE encoding the input picture (img2img, inpainting, hires fix); `step` counts tiles when tiled.
-    EncodingImage,
-    Denoising,
-    /// `step` counts tiles when the VAE decodes in tiles.
-    Decoding,
-    /// An upscaler model's tiles (`step` of `steps`, all passes together).
-    Upscaling,
-    /// An annotator model (depth, pose) making a control image.
-    Preprocessing,
-}
-
-/// Where a generation is. `step` counts model evaluations of the current batch, 1-based.
-#[derive(Debug, Clone, Serialize)]
-pub struct Progress {
-    pub stage: Stage,
-    pub batch: usize,
-    pub batches: usize,
-    pub step: usize,
-    pub steps: usize,
-    pub elapsed: Duration,
-}
-
-/// What the caller answers to a progress report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    Continue,
-    Cancel,
-}
 
 #[derive(Debug, Clone)]
 pub struct GeneratedImage {
@@ -84,9 +55,9 @@ pub struct GeneratedImage {
 
 /// Receives what a generation produces while it runs.
 pub trait GenerationObserver {
-    /// Called at the start of each stage and after every model step; returning [`Control::Cancel`] stops the
+    /// Called at the start of each stage and after every model step; returning [`Flow::Cancel`] stops the
     /// generation with [`crate::EngineError::Cancelled`] before the next step.
-    fn progress(&mut self, progress: &Progress) -> Control;
+    fn progress(&mut self, progress: &Progress) -> Flow;
     /// Called once per finished image, in order; an error stops the generation and is returned.
     fn image(&mut self, image: GeneratedImage) -> Result<()>;
     /// Called after every denoising step, before [`GenerationObserver::progress`], with the batch's latents

@@ -1,7 +1,6 @@
-//! A text-to-image request and its validation: every bad value is refused before a model runs, with the
+//! A generation's parameters (prompt, sampler, seed, size, batch) and their validation: every bad value is refused before a model runs, with the
 //! parameter's name and the value.
 
-use super::control::ControlRequest;
 use crate::error::{EngineError, Result};
 use crate::schedulers::{Sampler, SigmaSchedule};
 
@@ -10,6 +9,7 @@ pub const MAX_DIMENSION: u32 = 4096;
 pub const MAX_STEPS: usize = 1000;
 pub const MAX_BATCH_SIZE: usize = 64;
 
+/// What every mode takes: the prompts, sampler and schedule, seed, size and batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateRequest {
     pub prompt: String,
@@ -24,8 +24,6 @@ pub struct GenerateRequest {
     pub height: u32,
     pub batch_size: usize,
     pub batch_count: usize,
-    /// ControlNets and T2I-Adapters (none by default); boxed so a request stays small where it is queued.
-    pub control: Box<ControlRequest>,
 }
 
 impl Default for GenerateRequest {
@@ -42,7 +40,6 @@ impl Default for GenerateRequest {
             height: 512,
             batch_size: 1,
             batch_count: 1,
-            control: Box::default(),
         }
     }
 }
@@ -80,7 +77,6 @@ impl GenerateRequest {
                 format!("sampler {} does not take this schedule", self.sampler.display_name()),
             ));
         }
-        self.control.validate()?;
         let images = self.batch_size.saturating_mul(self.batch_count) as u64;
         if let Some(seed) = self.seed
             && seed.checked_add(images).is_none()

@@ -11,11 +11,11 @@
 use image::{Rgb, RgbImage};
 use ndarray::{Array4, s};
 
-use super::{Control, Progress, Stage};
 use crate::error::{EngineError, Result};
 use crate::image::tiling::{Axis, BandBlender, reflect_101};
 use crate::image::{MAX_IMAGE_SIDE, check_image_size, lanczos};
 use crate::model::UpscalerSession;
+use crate::progress::{Flow, Progress, Stage};
 
 /// A1111 runs an upscaler model at most this many times to reach the target (`Upscaler.upscale`).
 const MAX_PASSES: usize = 3;
@@ -53,7 +53,7 @@ pub fn upscale(
     height: u32,
     model: Option<&mut UpscalerSession>,
     tiling: UpscaleTiling,
-    progress: &mut dyn FnMut(&Progress) -> Control,
+    progress: &mut dyn FnMut(&Progress) -> Flow,
 ) -> Result<RgbImage> {
     check_image_size("upscaled size", u64::from(width), u64::from(height))?;
     if tiling.tile == 0 || tiling.overlap >= tiling.tile {
@@ -107,8 +107,8 @@ pub fn upscale(
             elapsed: std::time::Duration::ZERO,
         };
         match progress(&update) {
-            Control::Continue => Ok(()),
-            Control::Cancel => Err(EngineError::Cancelled),
+            Flow::Continue => Ok(()),
+            Flow::Cancel => Err(EngineError::Cancelled),
         }
     };
     report(0)?;
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn lanczos_without_a_model_and_the_size_limit() {
         let image = RgbImage::from_pixel(10, 6, Rgb([40, 80, 120]));
-        let mut never_cancel = |_: &Progress| Control::Continue;
+        let mut never_cancel = |_: &Progress| Flow::Continue;
         let out = upscale(&image, 25, 15, None, UpscaleTiling::default(), &mut never_cancel).unwrap();
         assert_eq!(out.dimensions(), (25, 15));
         assert!(out.pixels().all(|p| p.0 == [40, 80, 120]));

@@ -23,6 +23,10 @@ use crate::schedulers::BatchNoise;
 
 /// The latent is 1/8 of the image on each side in every Stable Diffusion VAE.
 pub(crate) const VAE_FACTOR: usize = 8;
+/// Latent channels of every Stable Diffusion 1.x/2.x VAE.
+pub(crate) const LATENT_CHANNELS: usize = 4;
+/// An inpainting UNet's input: the latents, the masked picture's latents and the mask.
+pub(crate) const INPAINTING_CHANNELS: usize = 2 * LATENT_CHANNELS + 1;
 
 /// diffusers' `DiagonalGaussianDistribution` clamps the log-variance to this range before `exp`.
 const LOGVAR_RANGE: (f32, f32) = (-30.0, 20.0);
@@ -149,10 +153,10 @@ pub(crate) fn encode(
     model: &mut LoadedModel,
     image: &RgbImage,
     zero_where: Option<&GrayImage>,
+    tiling: VaeTiling,
     on_tile: &mut dyn FnMut(usize, usize) -> Result<()>,
 ) -> Result<Encoded> {
-    let latent_channels = model.vae_decoder.latent_channels().unwrap_or(4);
-    let tiling = model.vae_tiling;
+    let latent_channels = model.vae_decoder.latent_channels().unwrap_or(LATENT_CHANNELS);
     let folder = model.folder.root.clone();
     let encoder = model.vae_encoder.as_mut().ok_or_else(|| EngineError::MissingComponent {
         folder: folder.clone(),
@@ -245,12 +249,12 @@ pub(crate) fn decode(
     model: &mut LoadedModel,
     latents: &ArrayD<f32>,
     index: usize,
+    tiling: VaeTiling,
     on_tile: &mut dyn FnMut(usize, usize) -> Result<()>,
     warnings: &mut Vec<String>,
 ) -> Result<RgbImage> {
     let scale = model.folder.vae_scaling_factor;
     let one = latents.slice_axis(NdAxis(0), (index..index + 1).into()).mapv(|v| v / scale);
-    let tiling = model.vae_tiling;
     if let Some(fp32) = model.vae_decoder_fp32.as_mut() {
         return decode_with(fp32, &one, tiling, on_tile);
     }
@@ -274,11 +278,16 @@ pub(crate) fn decode(
 }
 
 /// Decodes image `index` of scaled latents `[batch, channels, h, w]` (as a sampler leaves them) to 8-bit RGB, in
-/// tiles when the model's [`VaeTiling`] says so, with the fp32 retry of [`decode`]; its warnings come back with the
-/// picture. For callers that hold latents themselves (benchmarks, a canvas preview at full quality).
-pub fn decode_latents(model: &mut LoadedModel, latents: &ArrayD<f32>, index: usize) -> Result<(RgbImage, Vec<String>)> {
+/// tiles when `tiling` says so, with the fp32 retry of [`decode`]; its warnings come back with the picture. For
+/// callers that hold latents themselves (benchmarks, a canvas preview at full quality).
+pub fn decode_latents(
+    model: &mut LoadedModel,
+    latents: &ArrayD<f32>,
+    index: usize,
+    tiling: VaeTiling,
+) -> Result<(RgbImage, Vec<String>)> {
     let mut warnings = Vec::new();
-    let image = decode(model, latents, index, &mut |_, _| Ok(()), &mut warnings)?;
+    let image = decode(model, latents, index, tiling, &mut |_, _| Ok(()), &mut warnings)?;
     Ok((image, warnings))
 }
 

@@ -1,5 +1,6 @@
-//! Where the ONNX Runtime shared library is looked for, in DESIGN.md's order: `ORT_DYLIB_PATH`, next to the
-//! executable (the installed app), then the repository's setup folder `.ort/lib` (development builds).
+//! Where the ONNX Runtime shared library is looked for (ARCHITECTURE.md, "ONNX Runtime and execution providers"):
+//! `ORT_DYLIB_PATH`, next to the executable (the installed app), then the repository's setup folder `.ort/lib`
+//! (development builds).
 
 use std::path::{Path, PathBuf};
 

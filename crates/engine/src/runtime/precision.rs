@@ -1,5 +1,5 @@
-//! Choosing fp16 or fp32 from the device and its memory (DESIGN.md: "reads the GPU's memory to choose fp16 or
-//! fp32 by itself").
+//! Choosing fp16 or fp32, and the memory mode, from the device and its memory, so the user need not
+//! (ARCHITECTURE.md, "Memory modes and precision").
 //!
 //! The thresholds come from measured peaks (docs/benchmarks/h200-2026-11-26-b.log, SD 1.5 architecture, fp16,
 //! 512x512, batch 1, the memory the driver reports for the whole process): Pigment with every part loaded 4.69 GiB

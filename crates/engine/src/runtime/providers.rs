@@ -1,5 +1,5 @@
 //! Execution providers: each is asked with error-on-failure, in the order CUDA -> DirectML -> CPU, and the report
-//! says which one runs and why the others did not (DESIGN.md, "Execution providers").
+//! says which one runs and why the others did not (ARCHITECTURE.md, "ONNX Runtime and execution providers").
 
 use std::fmt;
 

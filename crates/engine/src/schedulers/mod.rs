@@ -21,6 +21,7 @@ mod dpm_solver_sde;
 mod dpm_solver_singlestep;
 mod euler;
 mod euler_ancestral;
+mod factory;
 mod heun;
 mod k_dpm_2;
 mod k_dpm_2_ancestral;
@@ -35,13 +36,13 @@ mod unipc;
 use ndarray::ArrayD;
 
 pub use config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing};
-pub use sampler::{Sampler, SigmaSchedule, known_sampler_names, parse_sampler, sampler_label};
+pub use factory::create_scheduler;
+pub use sampler::{Sampler, SigmaSchedule, choose_sampler, known_sampler_names, parse_sampler, sampler_label};
 
-use crate::error::Result;
 use crate::rng::TorchGenerator;
 
-/// The generators of a batch, one per image (DESIGN.md: image i of a batch uses seed s + i with its own generator,
-/// for its initial latents and any per-step noise).
+/// The generators of a batch, one per image (ARCHITECTURE.md, "Noise and seeds": image i of a batch uses seed s + i
+/// with its own generator, for its initial latents and any per-step noise).
 pub struct BatchNoise<'a> {
     source: NoiseSource<'a>,
 }
@@ -123,14 +124,4 @@ pub trait Scheduler: Send {
 
     /// `original` noised to the level of timestep `step_index` (img2img's starting point).
     fn add_noise(&self, original: &ArrayD<f32>, noise: &ArrayD<f32>, step_index: usize) -> ArrayD<f32>;
-}
-
-/// Creates `sampler` for `steps` model steps on a model with `config`.
-pub fn create_scheduler(
-    sampler: Sampler,
-    schedule: SigmaSchedule,
-    config: &SchedulerConfig,
-    steps: usize,
-) -> Result<Box<dyn Scheduler>> {
-    sampler::create(sampler, schedule, config, steps)
 }

@@ -1,27 +1,11 @@
-//! The samplers by name: AUTOMATIC1111's names ("DPM++ 2M Karras"), snake-case ids (`dpmpp_2m_karras`), and the
-//! factory that builds each one.
+//! The samplers by name: AUTOMATIC1111's names ("DPM++ 2M Karras"), snake-case ids (`dpmpp_2m_karras`), what
+//! each takes and how it lays out its timesteps.
 //!
-//! Adding a sampler: a file with its [`Scheduler`] implementation, a [`Sampler`] variant with its id, display name,
-//! the schedules it takes and its timestep layout, and an arm in [`create`].
+//! Adding a sampler: a file with its [`super::Scheduler`] implementation, a [`Sampler`] variant with its id, display
+//! name, the schedules it takes and its timestep layout, and an arm in `factory.rs`.
 
 use std::str::FromStr;
 
-use super::Scheduler;
-use super::config::{PredictionType, SchedulerConfig};
-use super::ddim::Ddim;
-use super::ddpm::Ddpm;
-use super::dpm_solver_multistep::{DpmSolverMultistep, MultistepAlgorithm};
-use super::dpm_solver_sde::DpmSolverSde;
-use super::dpm_solver_singlestep::DpmSolverSinglestep;
-use super::euler::EulerDiscrete;
-use super::euler_ancestral::EulerAncestralDiscrete;
-use super::heun::HeunDiscrete;
-use super::k_dpm_2::KDpm2Discrete;
-use super::k_dpm_2_ancestral::KDpm2AncestralDiscrete;
-use super::lcm::Lcm;
-use super::lms::LmsDiscrete;
-use super::pndm::Plms;
-use super::unipc::UniPcMultistep;
 use crate::error::{EngineError, Result};
 
 /// An update rule, one per diffusers scheduler class (and configuration of it).
@@ -195,7 +179,7 @@ impl Sampler {
     }
 
     /// Whether the diffusers class takes `prediction_type` "sample" (the others raise for it).
-    fn takes_sample_prediction(self) -> bool {
+    pub(super) fn takes_sample_prediction(self) -> bool {
         !matches!(
             self,
             Sampler::EulerAncestral | Sampler::Dpm2 | Sampler::Dpm2Ancestral | Sampler::DpmPpSde | Sampler::Plms
@@ -304,8 +288,26 @@ pub fn parse_sampler(name: &str) -> Result<(Sampler, SigmaSchedule)> {
     Err(EngineError::UnknownSampler { name: name.trim().to_string(), known: known_sampler_names().join(", ") })
 }
 
+/// A sampler named with a schedule chosen apart, resolved as A1111 does (`sd_samplers.get_sampler_and_scheduler`):
+/// a schedule the name carries ("DPM++ 2M Karras") wins; otherwise the schedule given, where "Automatic" or none
+/// leaves the sampler's own. The one rule of every front end, so the same request means the same in each.
+pub fn choose_sampler(name: &str, schedule: Option<&str>) -> Result<(Sampler, SigmaSchedule)> {
+    let (sampler, named) = parse_sampler(name)?;
+    if named != SigmaSchedule::Automatic {
+        return Ok((sampler, named));
+    }
+    let chosen = match schedule.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(schedule) => schedule.parse::<SigmaSchedule>()?,
+        None => SigmaSchedule::Automatic,
+    };
+    if !sampler.supports(chosen) {
+        return Err(EngineError::parameter("schedule", chosen.display_name(), does_not_combine(sampler, chosen)));
+    }
+    Ok((sampler, chosen))
+}
+
 /// Why `sampler` and `schedule` do not combine, naming both and the samplers that take the schedule.
-fn does_not_combine(sampler: Sampler, schedule: SigmaSchedule) -> String {
+pub(super) fn does_not_combine(sampler: Sampler, schedule: SigmaSchedule) -> String {
     let takers: Vec<&str> =
         Sampler::ALL.into_iter().filter(|other| other.supports(schedule)).map(Sampler::display_name).collect();
     format!(
@@ -314,64 +316,6 @@ fn does_not_combine(sampler: Sampler, schedule: SigmaSchedule) -> String {
         schedule.display_name(),
         takers.join(", ")
     )
-}
-
-/// Builds `sampler` on `schedule` for `steps` steps of a model with `config`.
-pub(crate) fn create(
-    sampler: Sampler,
-    schedule: SigmaSchedule,
-    config: &SchedulerConfig,
-    steps: usize,
-) -> Result<Box<dyn Scheduler>> {
-    if !sampler.supports(schedule) {
-        return Err(EngineError::parameter("schedule", schedule.display_name(), does_not_combine(sampler, schedule)));
-    }
-    // The fields are public: a config built in code has not been through deserialization's checks.
-    config.validate().map_err(|reason| EngineError::parameter("scheduler config", "(in code)", reason))?;
-    if steps == 0 || steps > config.num_train_timesteps {
-        return Err(EngineError::parameter(
-            "steps",
-            steps,
-            format!("must be between 1 and the model's {} training timesteps", config.num_train_timesteps),
-        ));
-    }
-    if config.prediction_type == PredictionType::Sample && !sampler.takes_sample_prediction() {
-        // Its diffusers class raises for it.
-        return Err(EngineError::parameter(
-            "sampler",
-            sampler.display_name(),
-            "takes only epsilon or v_prediction models (this model's prediction_type is sample)",
-        ));
-    }
-    let without_zero_snr;
-    let config = if sampler.takes_zero_snr() || !config.rescale_betas_zero_snr {
-        config
-    } else {
-        without_zero_snr = SchedulerConfig { rescale_betas_zero_snr: false, ..config.clone() };
-        &without_zero_snr
-    };
-    let scheduler: Box<dyn Scheduler> = match sampler {
-        Sampler::Euler => Box::new(EulerDiscrete::new(config, steps, schedule)),
-        Sampler::EulerAncestral => Box::new(EulerAncestralDiscrete::new(config, steps)),
-        Sampler::Heun => Box::new(HeunDiscrete::new(config, steps, schedule)),
-        Sampler::Lms => Box::new(LmsDiscrete::new(config, steps, schedule)),
-        Sampler::Dpm2 => Box::new(KDpm2Discrete::new(config, steps, schedule)),
-        Sampler::Dpm2Ancestral => Box::new(KDpm2AncestralDiscrete::new(config, steps, schedule)),
-        Sampler::DpmPp2SAncestral => Box::new(DpmSolverSinglestep::new(config, steps, schedule)),
-        Sampler::DpmPp2M => Box::new(DpmSolverMultistep::new(config, steps, schedule, MultistepAlgorithm::DpmSolverPp)),
-        Sampler::DpmPpSde => Box::new(DpmSolverSde::new(config, steps, schedule)),
-        Sampler::DpmPp2MSde => {
-            Box::new(DpmSolverMultistep::new(config, steps, schedule, MultistepAlgorithm::SdeDpmSolverPp))
-        }
-        Sampler::Ddim => Box::new(Ddim::new(config, steps)?),
-        Sampler::Plms => Box::new(Plms::new(config, steps)?),
-        Sampler::UniPc => Box::new(UniPcMultistep::new(config, steps, schedule)),
-        Sampler::Ddpm => Box::new(Ddpm::new(config, steps)?),
-        Sampler::Lcm => Box::new(Lcm::new(config, steps)?),
-    };
-    check_timesteps(scheduler.timesteps(), sampler.layout(schedule), steps)?;
-    debug_assert_eq!(scheduler.timesteps().len(), sampler.model_evaluations(steps), "{sampler:?}");
-    Ok(scheduler)
 }
 
 /// Whether `timesteps` are laid out as `layout` says (see [`TimestepLayout`]). Near num_train_timesteps steps, some
@@ -403,7 +347,7 @@ pub(crate) fn timesteps_follow(timesteps: &[f64], layout: TimestepLayout) -> boo
     }
 }
 
-fn check_timesteps(timesteps: &[f64], layout: TimestepLayout, steps: usize) -> Result<()> {
+pub(super) fn check_timesteps(timesteps: &[f64], layout: TimestepLayout, steps: usize) -> Result<()> {
     if timesteps_follow(timesteps, layout) {
         Ok(())
     } else {
@@ -418,6 +362,21 @@ fn check_timesteps(timesteps: &[f64], layout: TimestepLayout, steps: usize) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedulers::{PredictionType, SchedulerConfig, create_scheduler as create};
+
+    #[test]
+    fn a_schedule_in_the_name_wins_and_automatic_defers_to_the_name() {
+        let chosen = |name, schedule| choose_sampler(name, schedule).unwrap();
+        assert_eq!(chosen("DPM++ 2M Karras", None), (Sampler::DpmPp2M, SigmaSchedule::Karras));
+        assert_eq!(chosen("DPM++ 2M Karras", Some("Exponential")), (Sampler::DpmPp2M, SigmaSchedule::Karras));
+        assert_eq!(chosen("DPM++ 2M", Some("Exponential")), (Sampler::DpmPp2M, SigmaSchedule::Exponential));
+        assert_eq!(chosen("DPM++ 2M", Some(" automatic ")), (Sampler::DpmPp2M, SigmaSchedule::Automatic));
+        assert_eq!(chosen("DPM++ 2M", Some("")), (Sampler::DpmPp2M, SigmaSchedule::Automatic));
+        let error = choose_sampler("DPM++ 2M", Some("sometimes")).unwrap_err().to_string();
+        assert!(error.contains("sometimes"), "{error}");
+        let error = choose_sampler("DDIM", Some("Karras")).unwrap_err().to_string();
+        assert!(error.contains("schedule: Karras") && error.contains("DDIM"), "{error}");
+    }
 
     #[test]
     fn parses_a1111_names_and_ids_case_insensitively() {

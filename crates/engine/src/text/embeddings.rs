@@ -120,21 +120,6 @@ impl EmbeddingLibrary {
     }
 }
 
-/// How the tokenizer finds an embedding: the usual tokens of its name, and the ids of its vectors in the text
-/// encoder's extended token table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmbeddingTokens {
-    pub name: String,
-    pub(crate) name_ids: Vec<u32>,
-    pub(crate) ids: Vec<u32>,
-}
-
-impl EmbeddingTokens {
-    pub(crate) fn new(name: &str, name_ids: Vec<u32>, ids: Vec<u32>) -> EmbeddingTokens {
-        EmbeddingTokens { name: name.to_string(), name_ids, ids }
-    }
-}
-
 /// `embedding:NAME` (ComfyUI's way of naming an embedding; A1111 matches bare names only).
 static EMBEDDING_REFERENCE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bembedding:([^\s,()\[\]:|\\]+)").expect("the embedding pattern is valid"));

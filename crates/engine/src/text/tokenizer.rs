@@ -18,7 +18,6 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{AddedToken, Model, SplitDelimiterBehavior, Tokenizer};
 
-use super::embeddings::EmbeddingTokens;
 use crate::error::{EngineError, Result};
 
 const BOS: &str = "<|startoftext|>";
@@ -235,4 +234,19 @@ fn read_tokenizer_config(folder: &Path) -> Result<TokenizerConfig> {
         }
     }
     Ok(config)
+}
+
+/// How the tokenizer finds an embedding: the usual tokens of its name, and the ids of its vectors in the text
+/// encoder's extended token table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingTokens {
+    pub name: String,
+    pub(crate) name_ids: Vec<u32>,
+    pub(crate) ids: Vec<u32>,
+}
+
+impl EmbeddingTokens {
+    pub(crate) fn new(name: &str, name_ids: Vec<u32>, ids: Vec<u32>) -> EmbeddingTokens {
+        EmbeddingTokens { name: name.to_string(), name_ids, ids }
+    }
 }

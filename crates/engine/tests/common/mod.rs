@@ -7,8 +7,11 @@ use std::sync::OnceLock;
 
 use image::RgbImage;
 use pigment_engine::Result;
-use pigment_engine::model::{ControlNetModel, LoadedModel, ResidualKind, ResidualUnet};
-use pigment_engine::pipeline::{Control, GenerateRequest, GeneratedImage, GenerationObserver, Progress, Shared, Stage};
+use pigment_engine::model::{LoadedModel, ResidualKind};
+use pigment_engine::pipeline::{
+    ControlImage, ControlSpec, ControlUnitSpec, Flow, GenerateRequest, GenerateSummary, GeneratedImage, Generation,
+    GenerationObserver, Preprocessing, Progress, Resources, Stage, generate,
+};
 use pigment_engine::runtime::{DeviceChoice, Runtime, RuntimeOptions};
 use pigment_engine::schedulers::parse_sampler;
 
@@ -80,14 +83,51 @@ pub fn control_model() -> PathBuf {
     fixtures().join("models/tiny-sd-control")
 }
 
-/// The control model's UNet that takes the residuals of `kind`.
-pub fn residual_unet(kind: ResidualKind) -> Shared<ResidualUnet> {
-    Shared::new(ResidualUnet::open(&runtime(), &control_model(), kind).unwrap())
+/// A unit of `kind` with the model in `folder` and the defaults: weight 1, active for every step, no preprocessor.
+pub fn control_unit(kind: ResidualKind, folder: PathBuf, image: ControlImage) -> ControlUnitSpec {
+    ControlUnitSpec {
+        kind,
+        model: folder,
+        image,
+        preprocessing: Preprocessing::default(),
+        weight: 1.0,
+        start: 0.0,
+        end: 1.0,
+        annotation: None,
+    }
 }
 
-/// A ControlNet from tests/fixtures/controlnet.
-pub fn controlnet(name: &str) -> Shared<ControlNetModel> {
-    Shared::new(ControlNetModel::open(&runtime(), &fixtures().join("controlnet").join(name)).unwrap())
+/// A unit of the ControlNet `name` from tests/fixtures/controlnet.
+pub fn controlnet_unit(name: &str, image: ControlImage) -> ControlUnitSpec {
+    control_unit(ResidualKind::ControlNet, fixtures().join("controlnet").join(name), image)
+}
+
+/// A unit of the adapter `name` from tests/fixtures/adapter.
+pub fn adapter_unit(name: &str, image: ControlImage) -> ControlUnitSpec {
+    control_unit(ResidualKind::Adapter, fixtures().join("adapter").join(name), image)
+}
+
+/// `units`, with the other settings at their defaults.
+pub fn control_spec(units: Vec<ControlUnitSpec>) -> ControlSpec {
+    ControlSpec { units, ..ControlSpec::default() }
+}
+
+/// Runs `generation` on `model` alone: control models opened for it, no upscaler model.
+pub fn run(
+    model: &mut LoadedModel,
+    generation: &Generation,
+    observer: &mut dyn GenerationObserver,
+) -> Result<GenerateSummary> {
+    generate(Resources::new(model), generation, observer)
+}
+
+/// Text to image of `params` on `model`.
+pub fn txt2img(
+    model: &mut LoadedModel,
+    params: &GenerateRequest,
+    observer: &mut dyn GenerationObserver,
+) -> Result<GenerateSummary> {
+    run(model, &Generation::text(params.clone()), observer)
 }
 
 /// An image under tests/fixtures, as RGB.
@@ -131,9 +171,9 @@ impl Collect {
 }
 
 impl GenerationObserver for Collect {
-    fn progress(&mut self, progress: &Progress) -> Control {
+    fn progress(&mut self, progress: &Progress) -> Flow {
         self.stages.push(progress.stage);
-        Control::Continue
+        Flow::Continue
     }
     fn image(&mut self, image: GeneratedImage) -> Result<()> {
         self.images.push(image);

@@ -17,11 +17,12 @@
 use image::{GrayImage, Luma, RgbImage};
 use ndarray::{Array2, Array4, ArrayView2};
 
+use super::{ControlImage, Preprocessing};
 use super::{annotated, model_run_reporter};
 use crate::error::Result;
 use crate::image::{ResizeMode, resize_image};
 use crate::model::{DepthConfig, DepthModel};
-use crate::pipeline::{Control, ControlImage, Preprocessing, Progress};
+use crate::progress::{Flow, Progress};
 
 /// OpenCV's bicubic coefficient (`interpolateCubic`, A = -0.75).
 const CUBIC_A: f32 = -0.75;
@@ -141,7 +142,7 @@ pub fn depth_to_image(depth: ArrayView2<'_, f32>, width: u32, height: u32) -> Gr
 pub fn estimate_depth(
     model: &mut DepthModel,
     image: &RgbImage,
-    progress: &mut dyn FnMut(&Progress) -> Control,
+    progress: &mut dyn FnMut(&Progress) -> Flow,
 ) -> Result<GrayImage> {
     let mut report = model_run_reporter(progress);
     report(0)?;
@@ -163,7 +164,7 @@ pub fn depth_control(
     image: &RgbImage,
     width: u32,
     height: u32,
-    progress: &mut dyn FnMut(&Progress) -> Control,
+    progress: &mut dyn FnMut(&Progress) -> Flow,
 ) -> Result<(ControlImage, Preprocessing)> {
     let image = resize_image(image, width, height, ResizeMode::Just);
     let depth = estimate_depth(model, &image, progress)?;

@@ -5,6 +5,7 @@
 //! annotator models ([`crate::model::DepthModel`], [`crate::model::PoseModel`]): [`depth`] and [`openpose`].
 
 mod canny;
+mod control_image;
 pub mod depth;
 pub mod openpose;
 
@@ -13,11 +14,12 @@ use std::fmt;
 use image::{GrayImage, Luma, RgbImage};
 
 pub use canny::{canny, to_grey};
+pub use control_image::{ControlImage, Preprocessing};
 
 use crate::error::{EngineError, Result};
 use crate::image::mask::{binarize, blur};
 use crate::image::{ResizeMode, resize_image};
-use crate::pipeline::{Control, ControlImage, Preprocessing, Progress, Stage};
+use crate::progress::{Flow, Progress, Stage};
 
 /// A1111's default Canny thresholds (Threshold A, Threshold B).
 pub const DEFAULT_CANNY_LOW: f32 = 100.0;
@@ -183,7 +185,7 @@ fn annotated(module: &str, model_name: &str) -> Preprocessing {
 
 /// The progress of a preprocessor's one model run: `report(0)` before it, `report(1)` after (stage
 /// [`Stage::Preprocessing`], one step); a cancel from `progress` becomes [`EngineError::Cancelled`].
-fn model_run_reporter(progress: &mut dyn FnMut(&Progress) -> Control) -> impl FnMut(usize) -> Result<()> + '_ {
+fn model_run_reporter(progress: &mut dyn FnMut(&Progress) -> Flow) -> impl FnMut(usize) -> Result<()> + '_ {
     let started = std::time::Instant::now();
     move |step| match progress(&Progress {
         stage: Stage::Preprocessing,
@@ -193,8 +195,8 @@ fn model_run_reporter(progress: &mut dyn FnMut(&Progress) -> Control) -> impl Fn
         steps: 1,
         elapsed: started.elapsed(),
     }) {
-        Control::Continue => Ok(()),
-        Control::Cancel => Err(EngineError::Cancelled),
+        Flow::Continue => Ok(()),
+        Flow::Cancel => Err(EngineError::Cancelled),
     }
 }
 

@@ -17,11 +17,12 @@
 use image::{Rgb, RgbImage};
 use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayView3, s};
 
+use super::{ControlImage, Preprocessing};
 use super::{annotated, model_run_reporter};
 use crate::error::Result;
 use crate::image::{ResizeMode, resize_image};
 use crate::model::PoseModel;
-use crate::pipeline::{Control, ControlImage, Preprocessing, Progress};
+use crate::progress::{Flow, Progress};
 
 /// body.py: `boxsize`, `scale_search = [0.5]`, `stride`, `padValue`, `thre1`, `thre2`, `mid_num`.
 const BOX_SIZE: f64 = 368.0;
@@ -697,7 +698,7 @@ pub fn draw_body(poses: &BodyPoses, width: u32, height: u32) -> RgbImage {
 pub fn detect_body(
     model: &mut PoseModel,
     image: &RgbImage,
-    progress: &mut dyn FnMut(&Progress) -> Control,
+    progress: &mut dyn FnMut(&Progress) -> Flow,
 ) -> Result<BodyPoses> {
     let mut report = model_run_reporter(progress);
     report(0)?;
@@ -715,7 +716,7 @@ pub fn openpose_control(
     image: &RgbImage,
     width: u32,
     height: u32,
-    progress: &mut dyn FnMut(&Progress) -> Control,
+    progress: &mut dyn FnMut(&Progress) -> Flow,
 ) -> Result<(ControlImage, Preprocessing)> {
     let image = resize_image(image, width, height, ResizeMode::Just);
     let poses = detect_body(model, &image, progress)?;

@@ -13,11 +13,11 @@
 
 use ndarray::{Array2, Axis, concatenate, s};
 
-use super::chunks::{PromptChunk, chunk_prompt, empty_chunk};
-use super::schedule::{ScheduledText, prompt_schedule, text_at_step};
-use super::tokenizer::ClipTokenizer;
 use crate::error::{EngineError, Result};
 use crate::model::TextEncoderSession;
+use crate::text::{
+    ClipTokenizer, PromptChunk, ScheduledText, chunk_prompt, empty_chunk, prompt_schedule, text_at_step,
+};
 
 /// The conditioning `[77 * chunks, width]` of each of `texts`, encoded as one A1111 batch (see the module doc).
 pub fn encode_texts(
