@@ -227,11 +227,11 @@ impl<R: Runtime> Backend for QueueBackend<R> {
         }
     }
 
-    /// The app's queue stops a job as a whole: skip stops the running API job like interrupt, keeping its images.
+    /// Skips the running API job's current batch; its next batch runs, as in `pigment serve`.
     fn skip(&self) {
         if let Some(id) = *lock(&self.shared.running) {
             lock(&self.shared.progress).skipped = true;
-            let _ = self.app.state::<AppState>().cancel(id);
+            let _ = self.app.state::<AppState>().skip(id);
         }
     }
 

@@ -15,9 +15,9 @@ use tauri::ipc::Channel;
 
 use crate::control::{ControlPreview, ControlUnitParams, PreviewWatch, preview};
 use crate::error::Result;
-use crate::queue::CancelFlag;
 use crate::runtime_slot::RuntimeSlot;
 use crate::state::AppState;
+use pigment_studio::StopFlags;
 
 /// The panel's number for a control unit.
 pub type UnitId = u64;
@@ -58,7 +58,7 @@ pub struct ControlPreviews {
 #[derive(Default)]
 struct Running {
     /// Each unit's running preview: its number (told apart from a newer one of the same unit) and cancel flag.
-    by_unit: HashMap<UnitId, (u64, CancelFlag)>,
+    by_unit: HashMap<UnitId, (u64, StopFlags)>,
     next_number: u64,
 }
 
@@ -67,7 +67,7 @@ struct PreviewRun<'a> {
     previews: &'a ControlPreviews,
     unit_id: UnitId,
     number: u64,
-    cancel: CancelFlag,
+    cancel: StopFlags,
 }
 
 impl Drop for PreviewRun<'_> {
@@ -95,7 +95,7 @@ impl ControlPreviews {
     pub fn cancel(&self, unit_id: UnitId) -> bool {
         match self.lock_running().by_unit.get(&unit_id) {
             Some((_, cancel)) => {
-                cancel.set();
+                cancel.cancel();
                 true
             }
             None => false,
@@ -112,9 +112,9 @@ impl ControlPreviews {
         let mut running = self.lock_running();
         let number = running.next_number;
         running.next_number += 1;
-        let cancel = CancelFlag::default();
+        let cancel = StopFlags::default();
         if let Some((_, older)) = running.by_unit.insert(unit_id, (number, cancel.clone())) {
-            older.set();
+            older.cancel();
         }
         PreviewRun { previews: self, unit_id, number, cancel }
     }
@@ -146,7 +146,7 @@ impl ControlPreviews {
         let run = self.start(unit_id);
         let mut progress = |progress: &Progress| {
             // A cancelled preview reports nothing more: the unit's newer one may be reporting.
-            if !run.cancel.is_set() {
+            if !run.cancel.is_cancelled() {
                 self.report(ControlPreviewProgress {
                     unit_id,
                     step: progress.step,
@@ -154,7 +154,7 @@ impl ControlPreviews {
                     elapsed_ms: progress.elapsed.as_millis() as u64,
                 });
             }
-            if run.cancel.is_set() { Flow::Cancel } else { Flow::Continue }
+            if run.cancel.is_cancelled() { Flow::Cancel } else { Flow::Continue }
         };
         let watch = PreviewWatch { progress: &mut progress, cancel: Some(run.cancel.signal()) };
         preview(unit, width, height, canvas_mask, models_folder, runtime, watch)
@@ -188,11 +188,11 @@ mod tests {
         let first = previews.start(1);
         let other_unit = previews.start(2);
         let second = previews.start(1);
-        assert!(first.cancel.is_set() && !second.cancel.is_set() && !other_unit.cancel.is_set());
+        assert!(first.cancel.is_cancelled() && !second.cancel.is_cancelled() && !other_unit.cancel.is_cancelled());
         // The older one ending does not forget the newer.
         drop(first);
         assert!(previews.is_running(1));
-        assert!(previews.cancel(1) && second.cancel.is_set());
+        assert!(previews.cancel(1) && second.cancel.is_cancelled());
         drop(second);
         assert!(!previews.is_running(1) && !previews.cancel(1));
         assert!(previews.is_running(2));

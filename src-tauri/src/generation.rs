@@ -18,9 +18,10 @@ use crate::error::Result;
 use crate::models::{ImageResult, JobEvent, ProgressReport};
 use crate::paths::check_writable_folder;
 use crate::preview::png_data_url;
-use crate::queue::{Backend, CancelFlag, EventSink};
+use crate::queue::{Backend, EventSink};
 use crate::runtime_slot::RuntimeSlot;
 use pigment_studio::ModelSlot;
+use pigment_studio::StopFlags;
 
 /// Progress reports closer together than this are dropped (the last step and stage changes always go through),
 /// so a fast model cannot flood the window with messages.
@@ -50,7 +51,7 @@ impl EngineBackend {
 impl Backend for EngineBackend {
     type Job = GenerationJob;
 
-    fn run(&mut self, job: &GenerationJob, cancel: &CancelFlag, events: &dyn EventSink) -> Result<usize> {
+    fn run(&mut self, job: &GenerationJob, cancel: &StopFlags, events: &dyn EventSink) -> Result<usize> {
         check_writable_folder(&job.output_folder)?;
         let mut observer = JobObserver::new(&job.generation.params, &job.output_folder, cancel, events);
         let first_number = observer.next_number;
@@ -91,7 +92,7 @@ fn save_control_images(control: &ControlSpec, folder: &Path, number: u64) -> Res
 }
 
 struct JobObserver<'a> {
-    cancel: &'a CancelFlag,
+    cancel: &'a StopFlags,
     events: &'a dyn EventSink,
     folder: &'a Path,
     next_number: u64,
@@ -102,7 +103,7 @@ struct JobObserver<'a> {
 }
 
 impl<'a> JobObserver<'a> {
-    fn new(request: &GenerateRequest, folder: &'a Path, cancel: &'a CancelFlag, events: &'a dyn EventSink) -> Self {
+    fn new(request: &GenerateRequest, folder: &'a Path, cancel: &'a StopFlags, events: &'a dyn EventSink) -> Self {
         JobObserver {
             cancel,
             events,
@@ -143,7 +144,11 @@ impl GenerationObserver for JobObserver<'_> {
                 preview: self.preview.take(),
             }));
         }
-        if self.cancel.is_set() { Flow::Cancel } else { Flow::Continue }
+        self.cancel.flow()
+    }
+
+    fn run_stopped(&mut self) -> Flow {
+        self.cancel.flow()
     }
 
     fn preview(&mut self, step: usize, steps: usize, latents: &ndarray::ArrayD<f32>) {

@@ -3,12 +3,12 @@
 //! so whatever it keeps between jobs (the loaded model's sessions) lives on that thread only.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use pigment_engine::model::CancelSignal;
+use pigment_studio::StopFlags;
 
 use crate::error::{AppError, Result};
 use crate::models::{ErrorReport, JobEvent, JobSummary};
@@ -20,32 +20,13 @@ pub trait EventSink: Send + Sync {
     fn send(&self, event: JobEvent);
 }
 
-/// Set to stop a running job before its next step.
-#[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<AtomicBool>);
-
-impl CancelFlag {
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn set(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// The same flag as the engine's signal, which stops a model run while it runs.
-    pub fn signal(&self) -> CancelSignal {
-        CancelSignal::from(self.0.clone())
-    }
-}
-
 /// What runs the jobs. Lives on the worker thread.
 pub trait Backend: Send + 'static {
     type Job: Send + 'static;
 
     /// Runs `job`, sending progress and images to `events`; returns the number of images made. A job that stops
     /// because `cancel` was set returns the engine's `Cancelled` error.
-    fn run(&mut self, job: &Self::Job, cancel: &CancelFlag, events: &dyn EventSink) -> Result<usize>;
+    fn run(&mut self, job: &Self::Job, cancel: &StopFlags, events: &dyn EventSink) -> Result<usize>;
 }
 
 /// A job as submitted: the backend's work, and what the queue panel shows of it.
@@ -65,7 +46,7 @@ struct Running {
     id: JobId,
     label: String,
     images: usize,
-    cancel: CancelFlag,
+    cancel: StopFlags,
 }
 
 struct State<J> {
@@ -128,13 +109,22 @@ impl<J: Send + 'static> JobQueue<J> {
     pub fn cancel(&self, id: JobId) -> Result<()> {
         let mut state = self.shared.lock();
         if let Some(running) = state.running.as_ref().filter(|r| r.id == id) {
-            running.cancel.set();
+            running.cancel.cancel();
             return Ok(());
         }
         let index = state.pending.iter().position(|p| p.id == id).ok_or(AppError::UnknownJob { id })?;
         if let Some(pending) = state.pending.remove(index) {
             pending.events.send(JobEvent::Cancelled { images: 0 });
         }
+        Ok(())
+    }
+
+    /// Skips the current batch of the running job `id` (A1111's skip): it goes on with its next batch. A job that
+    /// is not running has no batch to skip.
+    pub fn skip(&self, id: JobId) -> Result<()> {
+        let state = self.shared.lock();
+        let running = state.running.as_ref().filter(|r| r.id == id).ok_or(AppError::UnknownJob { id })?;
+        running.cancel.skip();
         Ok(())
     }
 
@@ -176,7 +166,7 @@ impl<J: Send + 'static> JobQueue<J> {
                 pending.events.send(JobEvent::Cancelled { images: 0 });
             }
             if let Some(running) = &state.running {
-                running.cancel.set();
+                running.cancel.cancel();
             }
             self.shared.wake.notify_all();
         }
@@ -203,7 +193,7 @@ fn work<B: Backend>(shared: Arc<Shared<B::Job>>, mut backend: B) {
                     return;
                 }
                 if let Some(next) = state.pending.pop_front() {
-                    let cancel = CancelFlag::default();
+                    let cancel = StopFlags::default();
                     state.running = Some(Running {
                         id: next.id,
                         label: next.queued.label.clone(),
@@ -286,7 +276,7 @@ pub(crate) mod tests {
 
     impl Backend for FakeBackend {
         type Job = FakeJob;
-        fn run(&mut self, job: &FakeJob, cancel: &CancelFlag, events: &dyn EventSink) -> Result<usize> {
+        fn run(&mut self, job: &FakeJob, cancel: &StopFlags, events: &dyn EventSink) -> Result<usize> {
             self.ran.lock().unwrap().push(job.name.to_string());
             if job.name == "gate" {
                 self.gate.recv_timeout(Duration::from_secs(10)).expect("the test opens the gate");
@@ -297,7 +287,7 @@ pub(crate) mod tests {
                 );
             }
             for step in 1..=job.steps {
-                if cancel.is_set() {
+                if cancel.is_cancelled() {
                     return Err(EngineError::Cancelled.into());
                 }
                 std::thread::sleep(Duration::from_millis(5));

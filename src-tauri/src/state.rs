@@ -208,6 +208,11 @@ impl AppState {
         self.queue.cancel(id)
     }
 
+    /// Skips the running job's current batch; its next batch runs.
+    pub fn skip(&self, id: JobId) -> Result<()> {
+        self.queue.skip(id)
+    }
+
     pub fn move_job(&self, id: JobId, index: usize) -> Result<()> {
         self.queue.move_to(id, index)
     }

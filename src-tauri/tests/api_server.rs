@@ -111,3 +111,40 @@ fn a_port_in_use_is_an_error_naming_the_setting() {
     assert!(text.contains("apiServer.port") && text.contains(&port.to_string()), "{text}");
     app.state::<AppState>().shutdown();
 }
+
+/// The API's skip drops the running job's current batch and the job goes on with the next, as in `pigment serve`:
+/// batch 0 is skipped while it samples, batch 1 finishes, and only batch 1's images are answered and saved.
+#[test]
+fn skip_drops_the_current_batch_and_the_job_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let handle = app.handle().clone();
+    let address = api_server::apply(&handle, ApiServerSettings { enabled: true, port: 0 }).unwrap().unwrap();
+    let url = move |path: &str| format!("http://{address}{path}");
+
+    tauri::async_runtime::block_on(async {
+        let client = reqwest::Client::new();
+        let job = {
+            let (client, url) = (client.clone(), url("/sdapi/v1/txt2img"));
+            tokio::spawn(async move {
+                let body = json!({"prompt": "a red house", "steps": 300, "width": 64, "height": 64, "seed": 21,
+                                  "sampler_name": "Euler", "n_iter": 2});
+                client.post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap()
+            })
+        };
+        loop {
+            let progress: Value = client.get(url("/sdapi/v1/progress")).send().await.unwrap().json().await.unwrap();
+            if progress["state"]["job_no"] == 0 && progress["state"]["sampling_step"].as_u64().unwrap_or(0) > 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let skipped = client.post(url("/sdapi/v1/skip")).json(&json!({})).send().await.unwrap();
+        assert_eq!(skipped.status(), 200);
+        let answer = job.await.unwrap();
+        let info: Value = serde_json::from_str(answer["info"].as_str().unwrap()).unwrap();
+        assert_eq!(info["all_seeds"], json!([22]), "batch 1 (seed 21 + 1) only: {answer}");
+        assert_eq!(pngs(&dir.path().join("outputs")).len(), 1);
+    });
+    app.state::<AppState>().shutdown();
+}

@@ -46,6 +46,10 @@ pub enum EngineError {
 
     #[error("generation cancelled")]
     Cancelled,
+    /// A generation's current batch was skipped ([`crate::progress::Flow::Skip`]); `pipeline::generate` goes on
+    /// with the next batch, so callers of it never see this.
+    #[error("the batch was skipped")]
+    Skipped,
 
     #[error("could not write {path}: {reason}")]
     WriteFile { path: PathBuf, reason: String },

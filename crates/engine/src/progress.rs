@@ -34,11 +34,16 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
-/// What the caller answers to a progress report: go on, or stop before the next model run.
+/// What the caller answers to a progress report: go on, stop before the next model run, or (A1111's "skip") drop
+/// the current batch of a generation and go on with the next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Continue,
     Cancel,
+    /// In a generation's batch: that batch ends without its remaining images and the next one starts. Elsewhere
+    /// (an annotator, an upscale, a conversion) it is [`Flow::Cancel`]. A caller that set a [`CancelSignal`] to stop
+    /// the model run in progress clears it when it answers `Skip`, so the next batch runs.
+    Skip,
 }
 
 /// A cancel request that another thread makes while the engine works (the app's Stop button, Ctrl+C): the same flag

@@ -1,6 +1,6 @@
 //! `pigment serve`'s backend: one worker thread owns the loaded model and runs jobs one at a time, in the order
-//! they came (a FIFO channel); the HTTP handlers wait on each job's reply. Interrupt and skip are flags the
-//! running generation reads between steps.
+//! they came (a FIFO channel); the HTTP handlers wait on each job's reply. Interrupt and skip are the running job's
+//! `StopFlags`: the generation reads them at every step, and they stop a model run while it runs.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use pigment_engine::EngineError;
 use pigment_engine::image::latents_to_rgb;
-use pigment_engine::model::{CancelSignal, LoadedModel, UpscalerSession};
+use pigment_engine::model::{LoadedModel, UpscalerSession};
 use pigment_engine::pipeline::{
     Flow, GeneratedImage, Generation, GenerationObserver, Progress, Resources, Source, Stage, UpscaleTiling, generate,
     upscale,
@@ -19,7 +19,7 @@ use pigment_engine::pipeline::{
 use pigment_engine::runtime::Runtime;
 use pigment_studio::catalog::subfolders_with;
 use pigment_studio::titles::model_name;
-use pigment_studio::{ModelCatalog, ModelSlot};
+use pigment_studio::{ModelCatalog, ModelSlot, StopFlags};
 use tokio::sync::oneshot;
 
 use crate::backend::{Backend, Job, JobOutput, JobResult, ModelEntry, ProgressSnapshot, UpscalerEntry};
@@ -38,10 +38,8 @@ pub struct LocalBackendOptions {
 /// What the queue and the HTTP threads share.
 struct Shared {
     state: Mutex<ProgressSnapshot>,
-    interrupt: AtomicBool,
-    skip: AtomicBool,
-    /// Set with either of them: the model's runs stop while they run ([`LoadedModel::watch_cancel`]).
-    stop_run: Arc<AtomicBool>,
+    /// Interrupt (cancel) and skip of the running job; either stops the model run in progress.
+    stop: StopFlags,
     /// Set at shutdown: queued jobs are answered "stopped" instead of run.
     closed: AtomicBool,
     /// The loaded model's folder.
@@ -52,10 +50,6 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, ProgressSnapshot> {
         // Every change to the snapshot is a plain assignment: a panic elsewhere cannot leave it half-changed.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn stop_requested(&self) -> bool {
-        self.interrupt.load(Ordering::SeqCst) || self.skip.load(Ordering::SeqCst)
     }
 }
 
@@ -82,9 +76,7 @@ impl LocalBackend {
         let catalog = Catalog { models, upscalers_folder: options.upscalers_folder };
         let shared = Arc::new(Shared {
             state: Mutex::new(ProgressSnapshot::default()),
-            interrupt: AtomicBool::new(false),
-            skip: AtomicBool::new(false),
-            stop_run: Arc::new(AtomicBool::new(false)),
+            stop: StopFlags::default(),
             closed: AtomicBool::new(false),
             current: Mutex::new(options.model.clone()),
         });
@@ -124,8 +116,7 @@ impl LocalBackend {
     pub fn shutdown(&self) {
         self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.shared.closed.store(true, Ordering::SeqCst);
-        self.shared.interrupt.store(true, Ordering::SeqCst);
-        self.shared.stop_run.store(true, Ordering::SeqCst);
+        self.shared.stop.cancel();
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(worker) = worker {
             // A worker that panicked outside a job has nothing left to report.
@@ -160,8 +151,7 @@ impl Backend for LocalBackend {
     }
 
     fn interrupt(&self) {
-        self.shared.interrupt.store(true, Ordering::SeqCst);
-        self.shared.stop_run.store(true, Ordering::SeqCst);
+        self.shared.stop.cancel();
         let mut state = self.shared.state();
         if state.started.is_some() {
             state.interrupted = true;
@@ -169,8 +159,7 @@ impl Backend for LocalBackend {
     }
 
     fn skip(&self) {
-        self.shared.skip.store(true, Ordering::SeqCst);
-        self.shared.stop_run.store(true, Ordering::SeqCst);
+        self.shared.stop.skip();
         let mut state = self.shared.state();
         if state.started.is_some() {
             state.skipped = true;
@@ -287,9 +276,7 @@ impl Worker {
     }
 
     fn begin(&self, job: &Job) {
-        self.shared.interrupt.store(false, Ordering::SeqCst);
-        self.shared.skip.store(false, Ordering::SeqCst);
-        self.shared.stop_run.store(false, Ordering::SeqCst);
+        self.shared.stop.clear();
         let (label, batches) = match job {
             Job::Generate { generation, .. } if generation.source == Source::Text => ("txt2img", job_batches(job)),
             Job::Generate { .. } => ("img2img", job_batches(job)),
@@ -339,7 +326,8 @@ impl Worker {
                     state.sampling_step = progress.step;
                     state.sampling_steps = progress.steps;
                     drop(state);
-                    if shared.stop_requested() { Flow::Cancel } else { Flow::Continue }
+                    // A skip has no batch to drop here: it stops the upscale as an interrupt does.
+                    shared.stop.flow()
                 });
                 Ok(JobOutput::Upscaled { image: result?, upscaler: name })
             }
@@ -366,44 +354,27 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs the batches of `generation` one at a time (image i of batch k keeps seed + k * batch_size + i), so a
-    /// skip drops the current batch only.
+    /// Runs `generation`; a skip drops the current batch and the generation goes on with the next
+    /// ([`Flow::Skip`]), an interrupt ends it keeping the images made.
     fn generate(&mut self, generation: &Generation, hires_upscaler: Option<&str>) -> JobResult {
         if let Some(name) = hires_upscaler {
             self.load_upscaler(name)?;
         }
-        let base = &generation.params;
+        let model = self.model.loaded_mut().ok_or_else(|| {
+            ApiError::Internal("no model is loaded (the last model switch failed); choose a model".into())
+        })?;
+        model.watch_cancel(Some(self.shared.stop.signal()))?;
+        let upscaler = match hires_upscaler {
+            Some(_) => self.upscaler.as_mut().map(|(_, session)| session),
+            None => None,
+        };
         let mut images = Vec::new();
-        let mut first_seed = base.seed;
-        for batch in 0..base.batch_count {
-            let mut one = generation.clone();
-            if base.batch_count > 1 {
-                one.params.batch_count = 1;
-                one.params.seed = first_seed.map(|seed| seed + (batch * base.batch_size) as u64);
-            }
-            self.shared.state().job_no = batch;
-            let model = self.model.loaded_mut().ok_or_else(|| {
-                ApiError::Internal("no model is loaded (the last model switch failed); choose a model".into())
-            })?;
-            model.watch_cancel(Some(CancelSignal::from(self.shared.stop_run.clone())))?;
-            let mut observer =
-                ApiObserver { shared: &self.shared, images: &mut images, index_offset: batch * base.batch_size };
-            let upscaler = match hires_upscaler {
-                Some(_) => self.upscaler.as_mut().map(|(_, session)| session),
-                None => None,
-            };
-            match generate(Resources::new(model).with_upscaler(upscaler), &one, &mut observer) {
-                Ok(summary) => first_seed = first_seed.or(summary.seeds.first().copied()),
-                Err(EngineError::Cancelled) if !self.shared.interrupt.load(Ordering::SeqCst) => {
-                    // Skipped: on with the next batch.
-                    self.shared.skip.store(false, Ordering::SeqCst);
-                    self.shared.stop_run.store(false, Ordering::SeqCst);
-                }
-                Err(EngineError::Cancelled) => return Ok(JobOutput::Images { images, interrupted: true }),
-                Err(other) => return Err(other.into()),
-            }
+        let mut observer = ApiObserver { shared: &self.shared, images: &mut images };
+        match generate(Resources::new(model).with_upscaler(upscaler), generation, &mut observer) {
+            Ok(_) => Ok(JobOutput::Images { images, interrupted: false }),
+            Err(EngineError::Cancelled) => Ok(JobOutput::Images { images, interrupted: true }),
+            Err(other) => Err(other.into()),
         }
-        Ok(JobOutput::Images { images, interrupted: false })
     }
 }
 
@@ -435,17 +406,21 @@ fn timestamp() -> String {
 struct ApiObserver<'a> {
     shared: &'a Shared,
     images: &'a mut Vec<GeneratedImage>,
-    index_offset: usize,
 }
 
 impl GenerationObserver for ApiObserver<'_> {
     fn progress(&mut self, progress: &Progress) -> Flow {
         if progress.stage == Stage::Denoising {
             let mut state = self.shared.state();
+            state.job_no = progress.batch;
             state.sampling_step = progress.step;
             state.sampling_steps = progress.steps;
         }
-        if self.shared.stop_requested() { Flow::Cancel } else { Flow::Continue }
+        self.shared.stop.flow()
+    }
+
+    fn run_stopped(&mut self) -> Flow {
+        self.shared.stop.flow()
     }
 
     fn preview(&mut self, _step: usize, _steps: usize, latents: &ndarray::ArrayD<f32>) {
@@ -453,8 +428,7 @@ impl GenerationObserver for ApiObserver<'_> {
         self.shared.state().current_image = preview;
     }
 
-    fn image(&mut self, mut image: GeneratedImage) -> pigment_engine::Result<()> {
-        image.index += self.index_offset;
+    fn image(&mut self, image: GeneratedImage) -> pigment_engine::Result<()> {
         self.images.push(image);
         Ok(())
     }

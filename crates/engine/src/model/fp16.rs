@@ -232,7 +232,7 @@ fn convert_into(source: &Path, folder: &Path, progress: &mut dyn FnMut(u64, u64)
     let total: u64 = graph.initializer.iter().map(source_bytes).sum();
     let mut done = 0;
     let (mut fp16_tensors, mut fp32_tensors) = (0, 0);
-    if progress(0, total) == Flow::Cancel {
+    if progress(0, total) != Flow::Continue {
         return Err(EngineError::Cancelled);
     }
     for tensor in &mut graph.initializer {
@@ -246,7 +246,7 @@ fn convert_into(source: &Path, folder: &Path, progress: &mut dyn FnMut(u64, u64)
         }
         done += source_bytes(tensor);
         store_tensor(tensor, to_fp16, source, &mut external, Some(&mut weights))?;
-        if progress(done, total) == Flow::Cancel {
+        if progress(done, total) != Flow::Continue {
             return Err(EngineError::Cancelled);
         }
     }

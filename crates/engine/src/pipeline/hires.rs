@@ -140,18 +140,18 @@ pub(crate) fn txt2img_hires(
     let first_pass =
         Sampling { guidance: &guidance, control: first_control.as_ref(), first_step: 0, extra_channels: None };
     for batch in 0..request.batch_count {
-        let mut generators = run.generators(request, batch);
+        run.batch(|run| {
+            let mut generators = run.generators(request, batch);
 
-        // First pass: text to image at the base size.
-        let mut sampler = BatchSampler::new(model, request, request.steps, &mut generators)?;
-        let latents = sampler.initial_noise(&latent_shape(request, request.width, request.height));
-        let base = run.denoise(model, first_pass, &mut sampler, latents, batch, &mut |_, _| {})?;
+            // First pass: text to image at the base size.
+            let mut sampler = BatchSampler::new(model, request, request.steps, &mut generators)?;
+            let latents = sampler.initial_noise(&latent_shape(request, request.width, request.height));
+            let base = run.denoise(model, first_pass, &mut sampler, latents, batch, &mut |_, _| {})?;
 
-        // Upscale: latents directly, or decode, upscale the picture and encode it again.
-        let (latent_h, latent_w) = (target_h as usize / VAE_FACTOR, target_w as usize / VAE_FACTOR);
-        let mut pictures: Vec<RgbImage> = Vec::new();
-        let known =
-            match hires.upscaler {
+            // Upscale: latents directly, or decode, upscale the picture and encode it again.
+            let (latent_h, latent_w) = (target_h as usize / VAE_FACTOR, target_w as usize / VAE_FACTOR);
+            let mut pictures: Vec<RgbImage> = Vec::new();
+            let known = match hires.upscaler {
                 HiresUpscaler::Latent => resize_latents(&base, latent_h, latent_w),
                 HiresUpscaler::Lanczos | HiresUpscaler::Model => {
                     let mut per_image = Vec::with_capacity(batch_size);
@@ -161,13 +161,22 @@ pub(crate) fn txt2img_hires(
                             HiresUpscaler::Model => upscaler.as_deref_mut(),
                             _ => None,
                         };
+                        // A skip or cancel seen during the upscale stops it; the report's own error says which.
+                        let mut stopped = None;
                         let big =
                             upscale(&small, target_w, target_h, model_upscaler, UpscaleTiling::default(), &mut |p| {
                                 match run.report(Stage::Upscaling, batch, p.step, p.steps) {
                                     Ok(()) => Flow::Continue,
-                                    Err(_) => Flow::Cancel,
+                                    Err(error) => {
+                                        stopped = Some(error);
+                                        Flow::Cancel
+                                    }
                                 }
-                            })?;
+                            });
+                        let big = match (big, stopped) {
+                            (Err(EngineError::Cancelled), Some(error)) => return Err(error),
+                            (big, _) => big?,
+                        };
                         let encoded = run.encode(model, &big, None)?;
                         let mut own = BatchNoise::new(&mut generators[i..=i]);
                         per_image.push(encoded.latents(&mut own, 1, scaling));
@@ -178,34 +187,36 @@ pub(crate) fn txt2img_hires(
                 }
             };
 
-        // Second pass: image to image at the target size.
-        let latents = match first {
-            Some(first) => {
-                let second_pass = Sampling {
-                    guidance: &guidance,
-                    control: second_control.as_ref(),
-                    first_step: first,
-                    extra_channels: None,
-                };
-                let mut sampler = BatchSampler::new(model, request, second_steps, &mut generators)?;
-                let latents = sampler.noised(&known, first);
-                Some(run.denoise(model, second_pass, &mut sampler, latents, batch, &mut |_, _| {})?)
-            }
-            None => None,
-        };
-        let seeds: Vec<u64> = generators.iter().map(TorchGenerator::seed).collect();
-        for (i, seed) in seeds.into_iter().enumerate() {
-            let image = match (&latents, pictures.get(i)) {
-                (Some(latents), _) => run.decode(model, latents, i, batch)?,
-                (None, Some(picture)) => picture.clone(),
-                (None, None) => run.decode(model, &known, i, batch)?,
+            // Second pass: image to image at the target size.
+            let latents = match first {
+                Some(first) => {
+                    let second_pass = Sampling {
+                        guidance: &guidance,
+                        control: second_control.as_ref(),
+                        first_step: first,
+                        extra_channels: None,
+                    };
+                    let mut sampler = BatchSampler::new(model, request, second_steps, &mut generators)?;
+                    let latents = sampler.noised(&known, first);
+                    Some(run.denoise(model, second_pass, &mut sampler, latents, batch, &mut |_, _| {})?)
+                }
+                None => None,
             };
-            let mut info = infotext(&second, seed, model, &infotext_params);
-            // A1111 records the first pass's size and steps; the hires fields say the rest.
-            info.set("Steps", request.steps);
-            info.set("Size", format!("{}x{}", request.width, request.height));
-            run.deliver(GeneratedImage { image, seed, index: batch * batch_size + i, infotext: info })?;
-        }
+            let seeds: Vec<u64> = generators.iter().map(TorchGenerator::seed).collect();
+            for (i, seed) in seeds.into_iter().enumerate() {
+                let image = match (&latents, pictures.get(i)) {
+                    (Some(latents), _) => run.decode(model, latents, i, batch)?,
+                    (None, Some(picture)) => picture.clone(),
+                    (None, None) => run.decode(model, &known, i, batch)?,
+                };
+                let mut info = infotext(&second, seed, model, &infotext_params);
+                // A1111 records the first pass's size and steps; the hires fields say the rest.
+                info.set("Steps", request.steps);
+                info.set("Size", format!("{}x{}", request.width, request.height));
+                run.deliver(GeneratedImage { image, seed, index: batch * batch_size + i, infotext: info })?;
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }

@@ -71,12 +71,15 @@ pub(crate) fn img2img(
     let encoded = run.encode(model, &image, None)?;
     let scaling = model.folder.vae_scaling_factor;
     for batch in 0..params.batch_count {
-        let mut generators = run.generators(params, batch);
-        let mut sampler = BatchSampler::new(model, params, params.steps, &mut generators)?;
-        let image_latents = encoded.latents(&mut sampler.noise, params.batch_size, scaling);
-        let latents = sampler.noised(&image_latents, first);
-        let latents = run.denoise(model, sampling, &mut sampler, latents, batch, &mut |_, _| {})?;
-        run.decode_batch(model, params, &latents, &generators, batch, &infotext_params)?;
+        run.batch(|run| {
+            let mut generators = run.generators(params, batch);
+            let mut sampler = BatchSampler::new(model, params, params.steps, &mut generators)?;
+            let image_latents = encoded.latents(&mut sampler.noise, params.batch_size, scaling);
+            let latents = sampler.noised(&image_latents, first);
+            let latents = run.denoise(model, sampling, &mut sampler, latents, batch, &mut |_, _| {})?;
+            run.decode_batch(model, params, &latents, &generators, batch, &infotext_params)?;
+            Ok(())
+        })?;
     }
     Ok(())
 }

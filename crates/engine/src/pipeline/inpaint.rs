@@ -293,92 +293,100 @@ fn inpaint_with_mask(
     let shape = [batch_size, LATENT_CHANNELS, latent_h, latent_w];
 
     for batch in 0..generate.batch_count {
-        let mut generators = run.generators(generate, batch);
-        let mut sampler = BatchSampler::new(model, generate, generate.steps, &mut generators)?;
-        let noise = &mut sampler.noise;
-        let mut image_latents = encoded_image.as_ref().map(|e| e.latents(noise, batch_size, scaling));
-        let eps = noise.randn(&shape);
-        let masked_latents = match (&encoded_masked, &encoded_image) {
-            (Some(masked), _) => Some(masked.latents(noise, batch_size, scaling)),
-            (None, Some(image)) => {
-                if image.draws() {
-                    // diffusers encodes (and samples) the masked picture even for a regular UNet, which ignores
-                    // it: drawn and dropped so the sampler's later noise stays diffusers'.
-                    noise.randn(&shape);
+        run.batch(|run| {
+            let mut generators = run.generators(generate, batch);
+            let mut sampler = BatchSampler::new(model, generate, generate.steps, &mut generators)?;
+            let noise = &mut sampler.noise;
+            let mut image_latents = encoded_image.as_ref().map(|e| e.latents(noise, batch_size, scaling));
+            let eps = noise.randn(&shape);
+            let masked_latents = match (&encoded_masked, &encoded_image) {
+                (Some(masked), _) => Some(masked.latents(noise, batch_size, scaling)),
+                (None, Some(image)) => {
+                    if image.draws() {
+                        // diffusers encodes (and samples) the masked picture even for a regular UNet, which ignores
+                        // it: drawn and dropped so the sampler's later noise stays diffusers'.
+                        noise.randn(&shape);
+                    }
+                    None
                 }
-                None
-            }
-            (None, None) => None,
-        };
-        if let Some(latents) = image_latents.as_mut() {
-            match request.masked_content {
-                MaskedContent::LatentNoise => {
-                    let random = noise.randn(&shape);
-                    Zip::from(latents)
-                        .and(&random)
-                        .and_broadcast(&latent_mask)
-                        .for_each(|x, &r, &m| *x = *x * (1.0 - m) + r * m);
-                }
-                MaskedContent::LatentNothing => {
-                    Zip::from(latents).and_broadcast(&latent_mask).for_each(|x, &m| *x *= 1.0 - m);
-                }
-                MaskedContent::Fill | MaskedContent::Original => {}
-            }
-        }
-        let latents = match (&image_latents, from_noise) {
-            (Some(known), false) => sampler.scheduler.add_noise(known, &eps, first),
-            _ => eps.mapv(|v| v * sampler.scheduler.init_noise_sigma()),
-        };
-        let extra = masked_latents
-            .map(|masked| {
-                let masks = vec![latent_mask.view(); batch_size];
-                let masks = concatenate(Axis(0), &masks).map_err(|e| EngineError::inference("inpaint mask", e))?;
-                // The masked latents come from the VAE encoder, the mask from the picture's size: a VAE that does not
-                // downsample by 8 gives other sizes, said rather than a panic.
-                concatenate(Axis(1), &[masks.view(), masked.view()]).map_err(|e| {
-                    EngineError::inference(
-                        "vae_encoder",
-                        format!(
-                            "the mask {:?} and the masked image's latents {:?} do not align: {e}",
-                            masks.shape(),
-                            masked.shape()
-                        ),
-                    )
-                })
-            })
-            .transpose()?;
-        let timesteps = plan.timesteps().len();
-        let blend_with = if nine_channels { None } else { image_latents.as_ref() };
-        let mut blend = |index: usize, latents: &mut ArrayD<f32>| {
-            let Some(known) = blend_with else { return };
-            // diffusers: the known latents noised to the next timestep's level, clean after the last step.
-            let known = if index + 1 < timesteps { plan.add_noise(known, &eps, index + 1) } else { known.clone() };
-            Zip::from(latents)
-                .and(&known)
-                .and_broadcast(&latent_mask)
-                .for_each(|x, &k, &m| *x = (1.0 - m) * k + m * *x);
-        };
-        let sampling = Sampling {
-            guidance: &guidance,
-            control: control.as_ref(),
-            first_step: first,
-            extra_channels: extra.as_ref(),
-        };
-        let latents = run.denoise(model, sampling, &mut sampler, latents, batch, &mut blend)?;
-        let seeds: Vec<u64> = generators.iter().map(TorchGenerator::seed).collect();
-        for (i, seed) in seeds.into_iter().enumerate() {
-            let generated = run.decode(model, &latents, i, batch)?;
-            let image = match placement {
-                None => composite(&work_image, &generated, &work_mask),
-                Some((x, y, w, h)) => {
-                    let mut pasted = original.clone();
-                    paste(&mut pasted, &resize_image(&generated, w, h, ResizeMode::Crop), i64::from(x), i64::from(y));
-                    composite(&original, &pasted, &soft)
-                }
+                (None, None) => None,
             };
-            let infotext = infotext(generate, seed, model, &infotext_params);
-            run.deliver(GeneratedImage { image, seed, index: batch * batch_size + i, infotext })?;
-        }
+            if let Some(latents) = image_latents.as_mut() {
+                match request.masked_content {
+                    MaskedContent::LatentNoise => {
+                        let random = noise.randn(&shape);
+                        Zip::from(latents)
+                            .and(&random)
+                            .and_broadcast(&latent_mask)
+                            .for_each(|x, &r, &m| *x = *x * (1.0 - m) + r * m);
+                    }
+                    MaskedContent::LatentNothing => {
+                        Zip::from(latents).and_broadcast(&latent_mask).for_each(|x, &m| *x *= 1.0 - m);
+                    }
+                    MaskedContent::Fill | MaskedContent::Original => {}
+                }
+            }
+            let latents = match (&image_latents, from_noise) {
+                (Some(known), false) => sampler.scheduler.add_noise(known, &eps, first),
+                _ => eps.mapv(|v| v * sampler.scheduler.init_noise_sigma()),
+            };
+            let extra = masked_latents
+                .map(|masked| {
+                    let masks = vec![latent_mask.view(); batch_size];
+                    let masks = concatenate(Axis(0), &masks).map_err(|e| EngineError::inference("inpaint mask", e))?;
+                    // The masked latents come from the VAE encoder, the mask from the picture's size: a VAE that does not
+                    // downsample by 8 gives other sizes, said rather than a panic.
+                    concatenate(Axis(1), &[masks.view(), masked.view()]).map_err(|e| {
+                        EngineError::inference(
+                            "vae_encoder",
+                            format!(
+                                "the mask {:?} and the masked image's latents {:?} do not align: {e}",
+                                masks.shape(),
+                                masked.shape()
+                            ),
+                        )
+                    })
+                })
+                .transpose()?;
+            let timesteps = plan.timesteps().len();
+            let blend_with = if nine_channels { None } else { image_latents.as_ref() };
+            let mut blend = |index: usize, latents: &mut ArrayD<f32>| {
+                let Some(known) = blend_with else { return };
+                // diffusers: the known latents noised to the next timestep's level, clean after the last step.
+                let known = if index + 1 < timesteps { plan.add_noise(known, &eps, index + 1) } else { known.clone() };
+                Zip::from(latents)
+                    .and(&known)
+                    .and_broadcast(&latent_mask)
+                    .for_each(|x, &k, &m| *x = (1.0 - m) * k + m * *x);
+            };
+            let sampling = Sampling {
+                guidance: &guidance,
+                control: control.as_ref(),
+                first_step: first,
+                extra_channels: extra.as_ref(),
+            };
+            let latents = run.denoise(model, sampling, &mut sampler, latents, batch, &mut blend)?;
+            let seeds: Vec<u64> = generators.iter().map(TorchGenerator::seed).collect();
+            for (i, seed) in seeds.into_iter().enumerate() {
+                let generated = run.decode(model, &latents, i, batch)?;
+                let image = match placement {
+                    None => composite(&work_image, &generated, &work_mask),
+                    Some((x, y, w, h)) => {
+                        let mut pasted = original.clone();
+                        paste(
+                            &mut pasted,
+                            &resize_image(&generated, w, h, ResizeMode::Crop),
+                            i64::from(x),
+                            i64::from(y),
+                        );
+                        composite(&original, &pasted, &soft)
+                    }
+                };
+                let infotext = infotext(generate, seed, model, &infotext_params);
+                run.deliver(GeneratedImage { image, seed, index: batch * batch_size + i, infotext })?;
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }

@@ -64,6 +64,12 @@ pub trait GenerationObserver {
     /// (`[batch, 4, height / 8, width / 8]`, as the sampler holds them) for a live preview. Does nothing unless
     /// the observer wants previews.
     fn preview(&mut self, _step: usize, _steps: usize, _latents: &ndarray::ArrayD<f32>) {}
+    /// Called when the cancel signal stopped a model run of the current batch: answering [`Flow::Skip`] (after
+    /// clearing the signal) drops that batch and the generation goes on with the next; anything else ends it with
+    /// [`crate::EngineError::Cancelled`].
+    fn run_stopped(&mut self) -> Flow {
+        Flow::Cancel
+    }
     /// Called with each warning about the request that does not stop it (an unknown embedding named in the
     /// prompt), once per generation, before the first step.
     fn warning(&mut self, _message: &str) {}

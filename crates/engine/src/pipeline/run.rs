@@ -31,6 +31,12 @@ pub(crate) struct Run<'o> {
     vae_tiling: VaeTiling,
     /// (x, y, width, height) each image is cut to before delivery.
     pub(crate) crop: Option<(u32, u32, u32, u32)>,
+    /// Inside [`Run::batch`]: a skip ends the batch.
+    in_batch: bool,
+    /// A skip that came before the batch it skips (during prompt encoding, say).
+    skip_pending: bool,
+    /// The observer answered `Cancel`: a stopped model run after it is that cancel, not a skip.
+    cancelled: bool,
 }
 
 impl<'o> Run<'o> {
@@ -59,6 +65,9 @@ impl<'o> Run<'o> {
             timings: Timings::default(),
             vae_tiling,
             crop: None,
+            in_batch: false,
+            skip_pending: false,
+            cancelled: false,
         })
     }
 
@@ -66,7 +75,32 @@ impl<'o> Run<'o> {
         let progress = Progress { stage, batch, batches: self.batches, step, steps, elapsed: self.started.elapsed() };
         match self.observer.progress(&progress) {
             Flow::Continue => Ok(()),
-            Flow::Cancel => Err(EngineError::Cancelled),
+            Flow::Cancel => {
+                self.cancelled = true;
+                Err(EngineError::Cancelled)
+            }
+            Flow::Skip if self.in_batch => Err(EngineError::Skipped),
+            Flow::Skip => {
+                self.skip_pending = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs one batch of a mode. A skip (answered to a report, or to [`GenerationObserver::run_stopped`] after the
+    /// signal stopped a model run) ends the batch without its remaining images and the generation goes on with the
+    /// next batch; a skip that came before the batch started skips it whole.
+    pub(crate) fn batch(&mut self, body: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        if std::mem::take(&mut self.skip_pending) {
+            return Ok(());
+        }
+        self.in_batch = true;
+        let result = body(self);
+        self.in_batch = false;
+        match result {
+            Err(EngineError::Skipped) => Ok(()),
+            Err(EngineError::Cancelled) if !self.cancelled && self.observer.run_stopped() == Flow::Skip => Ok(()),
+            other => other,
         }
     }
 

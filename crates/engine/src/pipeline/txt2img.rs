@@ -21,11 +21,14 @@ pub(crate) fn txt2img(
     let control = ControlState::prepare(params, control, model, &mut |warning| run.warn(warning))?;
     let sampling = Sampling { guidance: &guidance, control: control.as_ref(), first_step: 0, extra_channels: None };
     for batch in 0..params.batch_count {
-        let mut generators = run.generators(params, batch);
-        let mut sampler = BatchSampler::new(model, params, params.steps, &mut generators)?;
-        let latents = sampler.initial_noise(&latent_shape(params, params.width, params.height));
-        let latents = run.denoise(model, sampling, &mut sampler, latents, batch, &mut |_, _| {})?;
-        run.decode_batch(model, params, &latents, &generators, batch, &infotext_params)?;
+        run.batch(|run| {
+            let mut generators = run.generators(params, batch);
+            let mut sampler = BatchSampler::new(model, params, params.steps, &mut generators)?;
+            let latents = sampler.initial_noise(&latent_shape(params, params.width, params.height));
+            let latents = run.denoise(model, sampling, &mut sampler, latents, batch, &mut |_, _| {})?;
+            run.decode_batch(model, params, &latents, &generators, batch, &infotext_params)?;
+            Ok(())
+        })?;
     }
     Ok(())
 }

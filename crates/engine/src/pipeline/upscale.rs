@@ -108,7 +108,7 @@ pub fn upscale(
         };
         match progress(&update) {
             Flow::Continue => Ok(()),
-            Flow::Cancel => Err(EngineError::Cancelled),
+            Flow::Cancel | Flow::Skip => Err(EngineError::Cancelled),
         }
     };
     report(0)?;

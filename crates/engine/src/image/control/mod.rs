@@ -196,7 +196,7 @@ fn model_run_reporter(progress: &mut dyn FnMut(&Progress) -> Flow) -> impl FnMut
         elapsed: started.elapsed(),
     }) {
         Flow::Continue => Ok(()),
-        Flow::Cancel => Err(EngineError::Cancelled),
+        Flow::Cancel | Flow::Skip => Err(EngineError::Cancelled),
     }
 }
 
