@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use pigment_engine::model::{ANNOTATORS_FOLDER, ControlModelFolder, ModelFolder};
 
-use crate::titles::{model_name, title_key};
+use crate::titles::{canonical, model_name, title_key};
 
 /// Where a listed model comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +108,6 @@ pub fn subfolders_with(folder: Option<&Path>, marker: &str) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
-}
-
-fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]

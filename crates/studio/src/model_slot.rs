@@ -2,10 +2,12 @@
 //! reuses it; another model frees the old one first (two large models may not fit in memory together); when the
 //! new one fails to load, the old one is loaded again, so a bad model in the list costs one job, not the session.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pigment_engine::model::LoadedModel;
 use pigment_engine::runtime::Runtime;
+
+use crate::titles::canonical;
 use pigment_engine::{EngineError, Result};
 
 #[derive(Default)]
@@ -54,12 +56,10 @@ impl ModelSlot {
     }
 }
 
-fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use pigment_engine::runtime::{DeviceChoice, RuntimeOptions};
 
     use super::*;

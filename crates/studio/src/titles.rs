@@ -1,7 +1,7 @@
 //! Model titles as AUTOMATIC1111 clients send them: `sd_model_checkpoint` holds a title another server listed
 //! (`"name [0123abcdef]"`, `"name.safetensors"`), in any case. One matcher for every front end.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The part of a title that names the model: without a trailing ` [hash]`, a checkpoint extension, surrounding
 /// spaces or case.
@@ -22,8 +22,12 @@ pub fn title_matches(title: &str, wanted: &str) -> bool {
 
 /// A model's name as lists show it: its folder's (or file's) name, links resolved.
 pub fn model_name(path: &Path) -> String {
-    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    resolved.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned())
+    canonical(path).file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned())
+}
+
+/// `path` with links resolved, as given when it cannot be (a folder that is gone still has a name).
+pub(crate) fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]
