@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use image::RgbImage;
 use pigment_gallery::{
     Board, FilterOptions, Gallery, GalleryError, HistoryEntry, ImageDetail, ImageMetadata, Recovery, ReuseParams,
     ScanProgress, ScanReport, SearchPage, SearchQuery, read_metadata,
@@ -236,12 +237,14 @@ struct IndexingSink {
 
 impl EventSink for IndexingSink {
     fn send(&self, event: JobEvent) {
-        if let JobEvent::Image(image) = &event
-            && let Err(error) = self.gallery.add_generated(&image.path)
-        {
-            eprintln!("Pigment: {} was saved but not indexed: {error}", image.path.display());
-        }
         self.events.send(event);
+    }
+
+    fn saved(&self, path: &Path, picture: &RgbImage, parameters: &str) {
+        if let Err(error) = self.gallery.add_generated(path, picture, parameters) {
+            eprintln!("Pigment: {} was saved but not indexed: {error}", path.display());
+        }
+        self.events.saved(path, picture, parameters);
     }
 }
 

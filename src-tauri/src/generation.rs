@@ -161,6 +161,7 @@ impl GenerationObserver for JobObserver<'_> {
         let path = numbered_image_path(self.folder, self.next_number, image.seed);
         let parameters = image.infotext.to_text();
         write_png_atomically(&path, &image.image, &[(PARAMETERS_KEY, parameters.as_str())])?;
+        self.events.saved(&path, &image.image, &parameters);
         self.next_number += 1;
         self.saved += 1;
         self.events.send(JobEvent::Image(ImageResult {

@@ -3,11 +3,13 @@
 //! so whatever it keeps between jobs (the loaded model's sessions) lives on that thread only.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use image::RgbImage;
 use pigment_studio::StopFlags;
 
 use crate::error::{AppError, Result};
@@ -18,6 +20,10 @@ pub type JobId = u64;
 /// Where a job's events go (the UI's channel in the app, a collector in tests).
 pub trait EventSink: Send + Sync {
     fn send(&self, event: JobEvent);
+
+    /// An image was just saved at `path`, before its [`JobEvent::Image`]: the picture and parameters text as the
+    /// job has them in memory (the gallery indexes it from these without reading the file again).
+    fn saved(&self, _path: &Path, _picture: &RgbImage, _parameters: &str) {}
 }
 
 /// What runs the jobs. Lives on the worker thread.
@@ -235,6 +241,10 @@ impl EventSink for CountingSink<'_> {
             self.images.fetch_add(1, Ordering::SeqCst);
         }
         self.inner.send(event);
+    }
+
+    fn saved(&self, path: &Path, picture: &RgbImage, parameters: &str) {
+        self.inner.saved(path, picture, parameters);
     }
 }
 

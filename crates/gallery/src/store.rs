@@ -358,18 +358,26 @@ impl Gallery {
     fn read_file(&self, file_name: &str, size: u64, modified_ms: i64) -> Result<IndexedFile> {
         let path = self.folder.join(file_name);
         let metadata = read_metadata(&path)?;
-        let thumbnail = self.make_thumbnail(&path, file_name, size, modified_ms)?;
+        let picture =
+            || image::open(&path).map_err(|e| GalleryError::Read { path: path.clone(), reason: e.to_string() });
+        let thumbnail = self.make_thumbnail(file_name, size, modified_ms, picture)?;
         Ok(IndexedFile { file_name: file_name.to_string(), size, modified_ms, metadata, thumbnail: Some(thumbnail) })
     }
 
-    /// A thumbnail named after the file and its version, so a changed file never shows a stale one.
-    fn make_thumbnail(&self, path: &Path, file_name: &str, size: u64, modified_ms: i64) -> Result<String> {
+    /// A thumbnail named after the file and its version, so a changed file never shows a stale one; `picture` is
+    /// asked for only when there is none yet.
+    fn make_thumbnail(
+        &self,
+        file_name: &str,
+        size: u64,
+        modified_ms: i64,
+        picture: impl FnOnce() -> Result<image::DynamicImage>,
+    ) -> Result<String> {
         let digest = Sha256::digest(format!("{file_name}\n{size}\n{modified_ms}").as_bytes());
         let name = format!("{}.png", digest.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
         let target = self.thumbnails.join(&name);
         if !target.exists() {
-            let image = image::open(path)
-                .map_err(|e| GalleryError::Read { path: path.to_path_buf(), reason: e.to_string() })?;
+            let image = picture()?;
             let small = if image.width().max(image.height()) > THUMBNAIL_SIZE {
                 image.thumbnail(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
             } else {
@@ -430,21 +438,23 @@ impl Gallery {
 
     /// Indexes one file inside the gallery folder (after it was saved or copied in).
     pub fn index_file(&self, path: &Path) -> Result<ImageSummary> {
-        let resolved = resolve_within(path, &self.folder)?;
-        let file_name = self.relative_name(&resolved)?;
-        let stat = std::fs::metadata(&resolved)
-            .map_err(|e| GalleryError::Read { path: resolved.clone(), reason: e.to_string() })?;
-        let row = self.read_file(&file_name, stat.len(), modified_ms(&stat))?;
+        let (file_name, size, modified_ms) = self.located(path)?;
+        let row = self.read_file(&file_name, size, modified_ms)?;
         self.write_rows(std::slice::from_ref(&row))?;
         self.summary_by_name(&file_name)
     }
 
-    /// Indexes an image the app just generated and adds it to the history.
-    pub fn add_generated(&self, path: &Path) -> Result<ImageSummary> {
-        let summary = self.index_file(path)?;
-        let infotext =
-            self.lock().query_row("SELECT infotext FROM images WHERE id = ?1", [summary.id], |r| r.get::<_, String>(0));
-        let infotext = infotext.map_err(|e| self.db(e))?;
+    /// Indexes an image the app just generated and saved at `path` from what it has in memory, the picture and its
+    /// A1111 `parameters` text (the file is not read again), and adds it to the history.
+    pub fn add_generated(&self, path: &Path, picture: &image::RgbImage, parameters: &str) -> Result<ImageSummary> {
+        let (file_name, size, modified_ms) = self.located(path)?;
+        let metadata = ImageMetadata::from_parameters_text(parameters, picture.width(), picture.height());
+        let in_memory = || Ok(image::DynamicImage::ImageRgb8(picture.clone()));
+        let thumbnail = self.make_thumbnail(&file_name, size, modified_ms, in_memory)?;
+        let infotext = metadata.infotext.clone();
+        let row = IndexedFile { file_name: file_name.clone(), size, modified_ms, metadata, thumbnail: Some(thumbnail) };
+        self.write_rows(std::slice::from_ref(&row))?;
+        let summary = self.summary_by_name(&file_name)?;
         self.lock()
             .execute(
                 "INSERT INTO history (created_ms, file_name, width, height, infotext) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -452,6 +462,15 @@ impl Gallery {
             )
             .map_err(|e| self.db(e))?;
         Ok(summary)
+    }
+
+    /// A file inside the gallery folder: its name there, its size and its modification time.
+    fn located(&self, path: &Path) -> Result<(String, u64, i64)> {
+        let resolved = resolve_within(path, &self.folder)?;
+        let file_name = self.relative_name(&resolved)?;
+        let stat = std::fs::metadata(&resolved)
+            .map_err(|e| GalleryError::Read { path: resolved.clone(), reason: e.to_string() })?;
+        Ok((file_name, stat.len(), modified_ms(&stat)))
     }
 
     fn relative_name(&self, resolved: &Path) -> Result<String> {

@@ -390,8 +390,8 @@ fn generated_images_enter_the_index_and_the_history() {
     let gallery = open(&s);
     for i in 0..3u64 {
         let path = s.folder.join(format!("{i:05}-{i}.png"));
-        write_a1111(&path, &format!("a castle, take {i}"), "fog", "DPM++ 2M Karras", i, (64, 64));
-        let summary = gallery.add_generated(&path).unwrap();
+        let (picture, text) = write_a1111(&path, &format!("a castle, take {i}"), "fog", "DPM++ 2M Karras", i, (64, 64));
+        let summary = gallery.add_generated(&path, &picture, &text).unwrap();
         assert_eq!(summary.file_name, format!("{i:05}-{i}.png"));
     }
     assert_eq!(search(&gallery, "castle").len(), 3);
@@ -412,4 +412,21 @@ fn generated_images_enter_the_index_and_the_history() {
     assert_eq!(gone.metadata.prompt, "a castle, take 1");
     assert_eq!(png_names(&s.folder).len(), 2);
     assert!(gallery.history(0, 5000).is_err());
+}
+
+#[test]
+fn a_generated_image_is_indexed_from_memory_as_its_file_would_be() {
+    let s = setup();
+    let gallery = open(&s);
+    let path = s.folder.join("00000-7.png");
+    let (picture, text) = write_a1111(&path, "a lighthouse", "rain", "DPM++ 2M Karras", 7, (300, 200));
+    let from_memory = gallery.image(gallery.add_generated(&path, &picture, &text).unwrap().id).unwrap();
+    let thumbnail = from_memory.summary.thumbnail.clone().unwrap();
+    let thumbnail_from_memory = image::open(&thumbnail).unwrap().to_rgb8();
+    assert_eq!(thumbnail_from_memory.dimensions(), (256, 171), "made smaller, keeping the aspect ratio");
+    // Indexed again from the file alone (its thumbnail made again from the PNG), the row is the same.
+    std::fs::remove_file(&thumbnail).unwrap();
+    let from_file = gallery.image(gallery.index_file(&path).unwrap().id).unwrap();
+    assert_eq!(from_file, from_memory);
+    assert_eq!(image::open(&thumbnail).unwrap().to_rgb8(), thumbnail_from_memory);
 }

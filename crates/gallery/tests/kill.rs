@@ -32,7 +32,7 @@ fn child_saves_a_batch() {
         });
         let text = a1111_text(&format!("batch image {i}"), "", "Euler a", i as u64, 384, 384);
         write_png_atomically(&path, &image, &[(PARAMETERS_KEY, text.as_str())]).unwrap();
-        gallery.add_generated(&path).unwrap();
+        gallery.add_generated(&path, &image, &text).unwrap();
     }
 }
 

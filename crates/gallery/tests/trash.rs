@@ -20,10 +20,11 @@ fn deleted_images_go_to_the_trash_and_undo_brings_them_back_with_their_marks() {
     std::fs::create_dir_all(&folder).unwrap();
     let gallery = Gallery::open(&folder, &dir.path().join("data")).unwrap();
     let path = folder.join("00000-42.png");
-    write_a1111(&path, "a windmill in a tulip field", "", "Euler a", 42, (64, 64));
-    write_a1111(&folder.join("00001-43.png"), "a windmill at night", "", "Euler a", 43, (64, 64));
-    let id = gallery.add_generated(&path).unwrap().id;
-    gallery.add_generated(&folder.join("00001-43.png")).unwrap();
+    let (picture, text) = write_a1111(&path, "a windmill in a tulip field", "", "Euler a", 42, (64, 64));
+    let id = gallery.add_generated(&path, &picture, &text).unwrap().id;
+    let night = folder.join("00001-43.png");
+    let (picture, text) = write_a1111(&night, "a windmill at night", "", "Euler a", 43, (64, 64));
+    gallery.add_generated(&night, &picture, &text).unwrap();
     gallery.set_favourite(id, true).unwrap();
     let board = gallery.create_board("Holland").unwrap();
     gallery.set_board_membership(board.id, &[id], true).unwrap();

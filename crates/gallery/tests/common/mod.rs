@@ -36,9 +36,19 @@ pub fn a1111_text(prompt: &str, negative: &str, sampler: &str, seed: u64, width:
     info.to_text()
 }
 
-pub fn write_a1111(path: &Path, prompt: &str, negative: &str, sampler: &str, seed: u64, size: (u32, u32)) {
+/// Writes an A1111 PNG; returns its picture and parameters text, as a generation holds them.
+pub fn write_a1111(
+    path: &Path,
+    prompt: &str,
+    negative: &str,
+    sampler: &str,
+    seed: u64,
+    size: (u32, u32),
+) -> (RgbImage, String) {
     let text = a1111_text(prompt, negative, sampler, seed, size.0, size.1);
-    write_png_atomically(path, &pixels(size.0, size.1, seed as u32), &[(PARAMETERS_KEY, text.as_str())]).unwrap();
+    let picture = pixels(size.0, size.1, seed as u32);
+    write_png_atomically(path, &picture, &[(PARAMETERS_KEY, text.as_str())]).unwrap();
+    (picture, text)
 }
 
 /// ComfyUI's default text-to-image graph as its SaveImage node writes it (`prompt` = the API graph, `workflow` =
