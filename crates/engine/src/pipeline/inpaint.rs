@@ -11,7 +11,7 @@
 //! strength below 1), the noise, the masked picture's latent sample (drawn for a regular model too, which does not
 //! use it, to keep the order), then Pigment's own draw for masked content "latent noise". diffusers draws the VAE
 //! samples of a batch from the first generator only; here every image draws from its own, so image `i` of a batch
-//! is the image its seed gives alone (DESIGN.md).
+//! is the image its seed gives alone (ARCHITECTURE.md, "Noise and seeds").
 //!
 //! Around that, A1111's controls: mask blur and invert, masked content (fill, original, latent noise, latent
 //! nothing), "only masked" (the mask's bounding box plus padding, grown to the working size's aspect ratio, worked
