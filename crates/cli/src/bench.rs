@@ -69,7 +69,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let gpu_memory_after_load = process_gpu_memory();
     let cancel = cancel_on_ctrl_c();
     let mut observer = CliObserver::new(None, cancel, false);
-    generate(Resources::new(&mut model), &generation, &mut observer)?; // warm-up: first runs pay for allocations and kernel selection
+    // Warm-up: the first runs pay for allocations and kernel selection.
+    generate(Resources::new(&mut model), &generation, &mut observer)?;
     let precision = model.info().precision;
     let mut runs = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {

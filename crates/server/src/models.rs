@@ -520,8 +520,9 @@ mod tests {
         assert_eq!(request.schedule, SigmaSchedule::Karras);
         // The engine's "schedule" is the API's `scheduler` field (error.rs).
         let error = body(json!({"sampler_name": "DDIM", "scheduler": "Karras"})).generate_request().unwrap_err();
-        let schedule = |e: &ApiError| matches!(e, ApiError::Engine(EngineError::InvalidParameter { name, .. }) if *name == "schedule");
-        assert!(schedule(&error), "{error}");
+        let names_schedule =
+            matches!(&error, ApiError::Engine(EngineError::InvalidParameter { name, .. }) if *name == "schedule");
+        assert!(names_schedule, "{error}");
         let error = body(json!({"sampler_name": "Nope"})).generate_request().unwrap_err();
         assert!(error.to_string().contains("unknown sampler \"Nope\""), "{error}");
     }

@@ -334,8 +334,8 @@ fn inpaint_with_mask(
                 .map(|masked| {
                     let masks = vec![latent_mask.view(); batch_size];
                     let masks = concatenate(Axis(0), &masks).map_err(|e| EngineError::inference("inpaint mask", e))?;
-                    // The masked latents come from the VAE encoder, the mask from the picture's size: a VAE that does not
-                    // downsample by 8 gives other sizes, said rather than a panic.
+                    // The masked latents come from the VAE encoder, the mask from the picture's size: a VAE that does
+                    // not downsample by 8 gives other sizes, said rather than a panic.
                     concatenate(Axis(1), &[masks.view(), masked.view()]).map_err(|e| {
                         EngineError::inference(
                             "vae_encoder",

@@ -1,5 +1,5 @@
-//! A generation's parameters (prompt, sampler, seed, size, batch) and their validation: every bad value is refused before a model runs, with the
-//! parameter's name and the value.
+//! A generation's parameters (prompt, sampler, seed, size, batch) and their validation: every bad value is refused
+//! before a model runs, with the parameter's name and the value.
 
 use crate::error::{EngineError, Result};
 use crate::schedulers::{Sampler, SigmaSchedule};
